@@ -1,0 +1,1 @@
+"""The settlement ledger: tables, repositories, attribution and exports."""

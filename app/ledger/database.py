@@ -1,0 +1,46 @@
+"""Database engines for the ledger: SQLite (embedded default) and PostgreSQL (production).
+
+Only repositories issue SQL; this module only knows how to connect and whether the store answers.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sqlalchemy import event, text
+from sqlalchemy.engine import Engine, make_url
+from sqlmodel import create_engine
+
+
+def make_engine(url: str) -> Engine:
+    """An engine configured for the backend named by ``url``.
+
+    SQLite gets WAL and a busy timeout so the settlement worker and the API can share one file;
+    its parent directory is created so a fresh checkout runs without a manual step.
+    PostgreSQL URLs without a driver are pointed at psycopg 3.
+    """
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        if parsed.database and parsed.database != ":memory:":
+            Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        event.listen(engine, "connect", _configure_sqlite)
+        return engine
+    if parsed.get_backend_name() == "postgresql" and parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return create_engine(parsed, pool_pre_ping=True, pool_size=10, max_overflow=20)
+
+
+def _configure_sqlite(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def check_database(engine: Engine) -> str:
+    """Round-trip a query; returns the backend name or raises the driver's error."""
+    with engine.connect() as connection:
+        connection.execute(text("SELECT 1"))
+    return engine.dialect.name
