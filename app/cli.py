@@ -1,0 +1,124 @@
+"""The ``x402-settle`` command: ``serve`` for production, ``dev`` for a whole local stack."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+import urllib.request
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+import uvicorn
+
+from app.config import ConfigError, Settings
+from app.main import create_app
+
+if TYPE_CHECKING:
+    from app.chain.deploy import DevDeployment
+
+cli = typer.Typer(help="x402 settlement service: facilitator, settlement ledger and guardrails.", no_args_is_help=True)
+
+
+@cli.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="listen address (default: X402_HOST)")] = None,
+    port: Annotated[int | None, typer.Option(help="listen port (default: X402_PORT)")] = None,
+) -> None:
+    """Run the service with the configuration from the environment (X402_*) and .env."""
+    try:
+        settings = Settings()
+        app = create_app(settings)
+    except ConfigError as error:
+        typer.secho(f"configuration error: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(2) from None
+    uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_level=settings.log_level)
+
+
+@cli.command()
+def dev(
+    port: Annotated[int, typer.Option(help="service port")] = 4021,
+    chain_port: Annotated[int, typer.Option(help="anvil RPC port (0: any free port)")] = 8545,
+    data_dir: Annotated[Path, typer.Option(help="where the dev ledger lives (reset on each run)")] = Path("data/dev"),
+    check: Annotated[bool, typer.Option("--check", help="start, verify /health, print, then stop")] = False,
+) -> None:
+    """Start a local dev chain with our USDC, fund dev wallets, and serve on an SQLite ledger."""
+    from app.chain.deploy import setup_dev_chain
+    from app.chain.devchain import DevChainError, free_port, start_anvil
+
+    try:
+        chain = start_anvil(port=chain_port or free_port())
+    except DevChainError as error:
+        typer.secho(f"dev chain: {error}", fg=typer.colors.RED, err=True)
+        raise typer.Exit(1) from None
+    try:
+        deployment = setup_dev_chain(chain)
+        shutil.rmtree(data_dir, ignore_errors=True)  # the chain is fresh, so its ledger must be too
+        settings = Settings(
+            data_dir=data_dir,
+            database_url="",
+            rpc_urls={f"eip155:{chain.chain_id}": chain.rpc_url},
+            facilitator_private_key=deployment.wallets.facilitator.key.hex(),
+            port=port,
+        )
+        server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+        url = f"http://127.0.0.1:{port}"
+        outcome: dict[str, bool] = {}
+        announcer = threading.Thread(
+            target=_announce, args=(server, url, deployment, settings, check, outcome), daemon=True
+        )
+        announcer.start()
+        server.run()
+        if check and not outcome.get("healthy"):
+            raise typer.Exit(1)
+    finally:
+        chain.stop()
+
+
+def _announce(
+    server: uvicorn.Server,
+    url: str,
+    deployment: DevDeployment,
+    settings: Settings,
+    check: bool,
+    outcome: dict[str, bool],
+) -> None:
+    """Once the server is up, read /health (values come from the chain) and print the banner."""
+    deadline = time.monotonic() + 30
+    while not server.started and time.monotonic() < deadline:
+        time.sleep(0.05)
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=10) as response:
+            health = json.loads(response.read())
+    except Exception as error:  # a 503 or a refused connection: show what is wrong
+        health = {"status": "error", "error": str(error)}
+    outcome["healthy"] = health.get("status") == "ok"
+    wallets = deployment.wallets
+    lines = [
+        "",
+        "x402 settlement service (dev)",
+        f"  service     {url}   (GET /health, /docs)",
+        f"  ledger      {settings.database_url}",
+        f"  chain       anvil at {deployment.rpc_url}, chain id {deployment.chain_id} (eip155:{deployment.chain_id})",
+        f"  token       {deployment.token_name} v{deployment.token_version}, {deployment.decimals} decimals,"
+        f" at {deployment.token_address}",
+        f"  facilitator {wallets.facilitator.address} (pays gas)",
+        *(f"  provider    {account.address}" for account in wallets.providers),
+        *(f"  agent       {account.address} (funded with USDC)" for account in wallets.agents),
+        "  dev wallets are anvil's well-known default accounts: never fund them on a real chain",
+        f"  /health     {json.dumps(health)}",
+        "" if check else "Ctrl-C stops the service and the chain.",
+    ]
+    print("\n".join(lines), flush=True)
+    if check:
+        server.should_exit = True
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Settings (environment prefix ``X402_``, optional ``.env``) and the networks file.
+
+Secrets are ``SecretStr`` so they never show in a repr, a log line or an error message.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic.alias_generators import to_camel
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+NETWORKS_FILE = Path(__file__).with_name("networks.json")
+
+
+class ConfigError(ValueError):
+    """The configuration cannot work; the message names the setting to fix."""
+
+
+class AssetConfig(BaseModel):
+    """An EIP-3009 token on one network, with the EIP-712 domain its signatures use."""
+
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    address: str
+    symbol: str
+    name: str  # EIP-712 domain name: "USDC" on Base Sepolia, "USD Coin" on most mainnets
+    version: str
+    decimals: int
+
+
+class NetworkConfig(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, frozen=True)
+
+    network: str  # CAIP-2, e.g. eip155:84532
+    name: str
+    v1_name: str | None = None
+    chain_id: int
+    mainnet: bool
+    assets: tuple[AssetConfig, ...] = ()
+    rpc_url: str | None = None
+
+
+class CustomAsset(AssetConfig):
+    """A token added by configuration (``X402_EXTRA_ASSETS``) on top of the networks file."""
+
+    network: str
+
+
+@cache
+def known_networks(path: Path = NETWORKS_FILE) -> dict[str, NetworkConfig]:
+    raw = json.loads(path.read_text())
+    return {entry["network"]: NetworkConfig.model_validate(entry) for entry in raw["networks"]}
+
+
+class Settings(BaseSettings):
+    """Everything the service reads from its environment. ``.env.example`` documents each field."""
+
+    model_config = SettingsConfigDict(env_prefix="X402_", env_file=".env", extra="ignore")
+
+    data_dir: Path = Path("data")
+    database_url: str = ""  # empty: an SQLite file in data_dir
+    rpc_urls: dict[str, str] = Field(default_factory=dict)  # CAIP-2 network -> RPC URL; enables it
+    allow_mainnets: bool = False
+    extra_assets: list[CustomAsset] = Field(default_factory=list)
+    networks_file: Path = NETWORKS_FILE
+
+    facilitator_private_key: SecretStr | None = None
+    facilitator_keystore: Path | None = None  # an encrypted JSON keystore (geth/eth-account format)
+    facilitator_keystore_password: SecretStr | None = None
+
+    host: str = "127.0.0.1"
+    port: int = 4021
+    log_level: str = "info"
+
+    @model_validator(mode="after")
+    def _default_database(self) -> Settings:
+        if not self.database_url:
+            self.database_url = f"sqlite:///{(self.data_dir / 'ledger.db').as_posix()}"
+        return self
+
+    def enabled_networks(self) -> dict[str, NetworkConfig]:
+        """The networks this instance serves: known, given an RPC URL, and allowed.
+
+        Raises ``ConfigError`` for an unknown network id or a mainnet without ``allow_mainnets``,
+        so a typo fails at start-up instead of silently advertising nothing.
+        """
+        known = known_networks(self.networks_file)
+        enabled: dict[str, NetworkConfig] = {}
+        for network, rpc_url in self.rpc_urls.items():
+            if network not in known:
+                raise ConfigError(
+                    f"X402_RPC_URLS names unknown network {network!r}; known: {', '.join(sorted(known))}"
+                )
+            config = known[network]
+            if config.mainnet and not self.allow_mainnets:
+                raise ConfigError(
+                    f"{network} ({config.name}) is a mainnet: set X402_ALLOW_MAINNETS=true to move real money"
+                )
+            extra = tuple(
+                AssetConfig.model_validate(asset.model_dump(exclude={"network"}))
+                for asset in self.extra_assets
+                if asset.network == network
+            )
+            enabled[network] = config.model_copy(update={"rpc_url": rpc_url, "assets": config.assets + extra})
+        unknown_assets = {asset.network for asset in self.extra_assets} - set(enabled)
+        if unknown_assets:
+            raise ConfigError(f"X402_EXTRA_ASSETS names networks that are not enabled: {sorted(unknown_assets)}")
+        return enabled

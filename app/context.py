@@ -1,0 +1,47 @@
+"""What a running instance holds: settings, the ledger engine, one RPC client per enabled network.
+
+Built in the lifespan, reached from routes through ``get_context`` so nothing is a module global
+and a test can run several apps side by side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from eth_account.signers.local import LocalAccount
+from fastapi import Request
+from sqlalchemy.engine import Engine
+
+from app.chain.keys import load_facilitator_account
+from app.chain.rpc import RpcClient
+from app.config import NetworkConfig, Settings
+from app.ledger.database import make_engine
+
+
+@dataclass
+class ServiceContext:
+    settings: Settings
+    engine: Engine
+    networks: dict[str, NetworkConfig]
+    rpc: dict[str, RpcClient] = field(default_factory=dict)
+    facilitator: LocalAccount | None = None
+
+    @classmethod
+    def build(cls, settings: Settings) -> ServiceContext:
+        networks = settings.enabled_networks()
+        return cls(
+            settings=settings,
+            engine=make_engine(settings.database_url),
+            networks=networks,
+            rpc={network: RpcClient(config.rpc_url or "") for network, config in networks.items()},
+            facilitator=load_facilitator_account(settings),
+        )
+
+    async def close(self) -> None:
+        for client in self.rpc.values():
+            await client.close()
+        self.engine.dispose()
+
+
+def get_context(request: Request) -> ServiceContext:
+    return request.app.state.context  # type: ignore[no-any-return]

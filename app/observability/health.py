@@ -1,0 +1,75 @@
+"""Health: is the ledger reachable, and does each enabled network answer with the chain we expect?
+
+Reads token metadata from the chain rather than from configuration, so a wrong RPC URL or a
+token at the wrong address shows up here before a payment fails on it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+
+from app.chain.rpc import RpcClient, RpcError, RpcUnavailable
+from app.chain.token import read_token_metadata
+from app.config import NetworkConfig
+from app.context import ServiceContext
+from app.ledger.database import check_database
+
+CHECK_TIMEOUT_SECONDS = 5.0
+
+
+async def check_health(context: ServiceContext) -> tuple[bool, dict[str, Any]]:
+    """The health report and whether every part of it is ok."""
+    database, *networks = await asyncio.gather(
+        _database_health(context),
+        *(_network_health(config, context.rpc[network]) for network, config in context.networks.items()),
+    )
+    report_networks = dict(zip(context.networks, networks, strict=True))
+    healthy = database["status"] == "ok" and all(n["status"] == "ok" for n in networks)
+    report = {"status": "ok" if healthy else "error", "database": database, "networks": report_networks}
+    if context.facilitator is not None:
+        report["facilitator"] = context.facilitator.address
+    return healthy, report
+
+
+async def _database_health(context: ServiceContext) -> dict[str, Any]:
+    try:
+        backend = await asyncio.wait_for(
+            run_in_threadpool(check_database, context.engine), CHECK_TIMEOUT_SECONDS
+        )
+    except Exception as error:  # any driver failure means "down"; report its kind, not a trace
+        return {"status": "error", "error": f"{type(error).__name__}: {_first_line(error)}"}
+    return {"status": "ok", "backend": backend}
+
+
+async def _network_health(config: NetworkConfig, rpc: RpcClient) -> dict[str, Any]:
+    try:
+        return await asyncio.wait_for(_read_network(config, rpc), CHECK_TIMEOUT_SECONDS)
+    except (TimeoutError, RpcError, RpcUnavailable, ValueError) as error:
+        return {"status": "error", "error": f"{type(error).__name__}: {_first_line(error)}"}
+
+
+async def _read_network(config: NetworkConfig, rpc: RpcClient) -> dict[str, Any]:
+    chain_id_hex, block_hex = await rpc.batch([("eth_chainId", []), ("eth_blockNumber", [])])
+    for result in (chain_id_hex, block_hex):
+        if isinstance(result, Exception):
+            raise result
+    chain_id = int(str(chain_id_hex), 16)
+    report: dict[str, Any] = {"chainId": chain_id, "latestBlock": int(str(block_hex), 16)}
+    if chain_id != config.chain_id:
+        return {"status": "error", **report, "error": f"RPC serves chain {chain_id}, expected {config.chain_id}"}
+    tokens = []
+    for asset in config.assets:
+        metadata = await read_token_metadata(rpc, asset.address)
+        tokens.append(
+            {"address": metadata.address, "name": metadata.name, "version": metadata.version,
+             "decimals": metadata.decimals}
+        )
+    return {"status": "ok", **report, "tokens": tokens}
+
+
+def _first_line(error: BaseException) -> str:
+    text = str(error).strip().splitlines()
+    return text[0][:300] if text else ""

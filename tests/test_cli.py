@@ -1,0 +1,33 @@
+"""The README's run command: `x402-settle dev` brings up chain, token, wallets and a healthy service."""
+
+import re
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from app.chain.devchain import free_port
+
+X402_SETTLE = Path(sys.executable).with_name("x402-settle")
+
+
+def test_dev_starts_a_healthy_stack_prints_it_and_stops_the_chain(tmp_path):
+    result = subprocess.run(
+        [str(X402_SETTLE), "dev", "--check", "--port", str(free_port()), "--chain-port", "0",
+         "--data-dir", str(tmp_path / "dev")],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert "chain id 84532" in out
+    assert "USDC v2, 6 decimals, at 0x036CbD53842c5426634e7929541eC2318f3dCF7e" in out
+    assert '"chainId": 84532' in out  # from /health, i.e. read from the chain
+    assert '"name": "USDC", "version": "2", "decimals": 6' in out
+    assert out.count("  agent       0x") >= 5
+    assert "0xac0974bec" not in out  # dev keys are never printed, even the well-known ones
+    rpc_url = re.search(r"anvil at (http://127\.0\.0\.1:\d+)", out).group(1)
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(rpc_url, data=b"{}", timeout=2)
