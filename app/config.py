@@ -72,6 +72,17 @@ class Settings(BaseSettings):
     facilitator_keystore: Path | None = None  # an encrypted JSON keystore (geth/eth-account format)
     facilitator_keystore_password: SecretStr | None = None
 
+    # Settlement: how long /settle waits for the receipt before answering settlement_pending, and
+    # the EIP-1559 fee policy of the hot wallet (maxFeePerGas = min(cap, 2 * baseFee + tip)).
+    settle_receipt_timeout_seconds: float = 10.0
+    max_fee_per_gas_wei: int = 200 * 10**9
+    priority_fee_wei: int = 10**8
+    settle_gas_limit: int = 200_000
+
+    # Callers of /verify and /settle: SHA-256 hex digests of accepted bearer keys. Empty: open
+    # (local development). Generate with `x402-settle keys hash`; never store the keys themselves.
+    facilitator_api_key_hashes: list[str] = Field(default_factory=list)
+
     host: str = "127.0.0.1"
     port: int = 4021
     log_level: str = "info"

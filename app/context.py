@@ -6,16 +6,22 @@ and a test can run several apps side by side.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 from eth_account.signers.local import LocalAccount
 from fastapi import Request
 from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from app.chain.keys import load_facilitator_account
 from app.chain.rpc import RpcClient
 from app.config import NetworkConfig, Settings
-from app.ledger.database import make_engine
+from app.facilitator.service import Facilitator, SettlePolicy
+from app.ledger.database import create_schema, make_engine
+from app.settlement.repository import SettlementRepository, SignerNonceRepository
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -25,13 +31,29 @@ class ServiceContext:
     networks: dict[str, NetworkConfig]
     rpc: dict[str, RpcClient] = field(default_factory=dict)
     facilitator: LocalAccount | None = None
+    facilitator_service: Facilitator = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.facilitator_service = Facilitator(
+            networks=self.networks,
+            rpc=self.rpc,
+            settlements=SettlementRepository(self.engine),
+            nonces=SignerNonceRepository(self.engine),
+            signer=self.facilitator,
+            policy=SettlePolicy.from_settings(self.settings),
+        )
 
     @classmethod
     def build(cls, settings: Settings) -> ServiceContext:
         networks = settings.enabled_networks()
+        engine = make_engine(settings.database_url)
+        try:
+            create_schema(engine)
+        except SQLAlchemyError as error:  # start anyway: /health reports the database as down
+            log.error("cannot prepare the ledger schema: %s", type(error).__name__)
         return cls(
             settings=settings,
-            engine=make_engine(settings.database_url),
+            engine=engine,
             networks=networks,
             rpc={network: RpcClient(config.rpc_url or "") for network, config in networks.items()},
             facilitator=load_facilitator_account(settings),

@@ -9,6 +9,8 @@ from fastapi import FastAPI
 
 from app.config import Settings
 from app.context import ServiceContext
+from app.errors import install_error_handlers
+from app.facilitator.routes import router as facilitator_router
 from app.observability.routes import router as health_router
 
 
@@ -31,5 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="0.1.0",
         lifespan=lifespan,
     )
+    install_error_handlers(app)
     app.include_router(health_router)
+    app.include_router(facilitator_router)
     return app

@@ -44,3 +44,15 @@ def check_database(engine: Engine) -> str:
     with engine.connect() as connection:
         connection.execute(text("SELECT 1"))
     return engine.dialect.name
+
+
+def create_schema(engine: Engine) -> None:
+    """Create every table the service owns (idempotent).
+
+    Imports the table modules so their classes are registered on ``SQLModel.metadata``.
+    """
+    from sqlmodel import SQLModel
+
+    import app.settlement.models  # noqa: F401  (registers the tables)
+
+    SQLModel.metadata.create_all(engine)

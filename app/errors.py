@@ -1,0 +1,64 @@
+"""One error hierarchy: each error knows its HTTP status and its machine-readable reason code.
+
+Routers never invent a status; they raise one of these and the handler installed by
+``install_error_handlers`` renders ``{"error": <reason>, "message": <text>}``.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+
+class ServiceError(Exception):
+    status_code = 500
+    reason = "internal_error"
+
+    def __init__(self, message: str, *, reason: str | None = None, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if reason is not None:
+            self.reason = reason
+        self.headers = headers or {}
+
+
+class BadRequest(ServiceError):
+    status_code = 400
+    reason = "malformed_request"
+
+
+class Unauthorized(ServiceError):
+    status_code = 401
+    reason = "unauthorized"
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, headers={"WWW-Authenticate": "Bearer"})
+
+
+class Forbidden(ServiceError):
+    status_code = 403
+    reason = "forbidden"
+
+
+class NotFound(ServiceError):
+    status_code = 404
+    reason = "not_found"
+
+
+class PayloadTooLarge(ServiceError):
+    status_code = 413
+    reason = "request_too_large"
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ServiceError)
+    async def _service_error(_request: Request, error: ServiceError) -> JSONResponse:
+        return JSONResponse(
+            {"error": error.reason, "message": error.message}, status_code=error.status_code, headers=error.headers
+        )
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_request: Request, error: RequestValidationError) -> JSONResponse:
+        fields = ", ".join(".".join(str(part) for part in e.get("loc", ())) for e in error.errors()[:5])
+        return JSONResponse({"error": "malformed_request", "message": f"invalid fields: {fields}"}, status_code=400)

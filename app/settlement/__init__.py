@@ -1,0 +1,1 @@
+"""Durable settlement: every authorization is a row before anything is broadcast."""

@@ -1,0 +1,85 @@
+"""Settlement rows and signer nonces.
+
+The natural key ``(network, asset, payer, nonce)`` is unique, so two requests, threads or
+replicas can never both own one authorization; the state machine below says who may move it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from enum import StrEnum
+
+from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from app.ledger.types import Uint256
+
+
+class SettlementState(StrEnum):
+    VERIFIED = "verified"  # recorded, nothing broadcast yet: the owner may sign and send
+    SUBMITTED = "submitted"  # signed tx (hash + raw bytes) stored; broadcast or about to be
+    CONFIRMED = "confirmed"  # receipt status 1 with the expected Transfer event
+    FINALIZED = "finalized"  # past the network's finality depth
+    FAILED = "failed"  # the transaction reverted or could never be sent
+    EXPIRED = "expired"  # authorization window passed before it could be sent
+
+
+TERMINAL_STATES = frozenset({SettlementState.CONFIRMED, SettlementState.FINALIZED, SettlementState.FAILED,
+                             SettlementState.EXPIRED})
+SUCCESS_STATES = frozenset({SettlementState.CONFIRMED, SettlementState.FINALIZED})
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _timestamp(nullable: bool = True) -> Column[datetime]:
+    return Column(DateTime(timezone=True), nullable=nullable)
+
+
+class Settlement(SQLModel, table=True):
+    __tablename__ = "settlements"
+    __table_args__ = (UniqueConstraint("network", "asset", "payer", "nonce", name="uq_settlement_authorization"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    network: str = Field(max_length=64)
+    asset: str = Field(max_length=42)  # checksummed
+    payer: str = Field(max_length=42, index=True)
+    payee: str = Field(max_length=42, index=True)
+    nonce: str = Field(max_length=66)  # 0x + 64 hex, lowercase
+    value: int = Field(sa_type=Uint256)
+    valid_after: int = Field(sa_type=Uint256)
+    valid_before: int = Field(sa_type=Uint256)
+    signature: str  # 0x hex; not a secret (it can only pay this payee), needed to resend after a crash
+    x402_version: int
+    state: str = Field(default=SettlementState.VERIFIED, max_length=16, index=True)
+    signer: str | None = Field(default=None, max_length=42)  # facilitator hot wallet that sent it
+    tx_nonce: int | None = None
+    tx_hash: str | None = Field(default=None, max_length=66, index=True)
+    raw_transaction: str | None = None  # signed bytes, so a crash between store and send can resend
+    block_number: int | None = None
+    block_hash: str | None = Field(default=None, max_length=66)
+    gas_used: int | None = None
+    effective_gas_price: int | None = Field(default=None, sa_type=Uint256)
+    error_reason: str | None = Field(default=None, max_length=80)
+    error_message: str | None = None
+    created_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp(nullable=False))
+    submitted_at: datetime | None = Field(default=None, sa_column=_timestamp())
+    confirmed_at: datetime | None = Field(default=None, sa_column=_timestamp())
+    failed_at: datetime | None = Field(default=None, sa_column=_timestamp())
+    updated_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp(nullable=False))
+
+
+class SignerNonce(SQLModel, table=True):
+    """The next transaction nonce of one facilitator hot wallet on one network.
+
+    Allocated with one atomic ``UPDATE ... RETURNING`` so replicas sharing the database never hand
+    out the same nonce twice.
+    """
+
+    __tablename__ = "signer_nonces"
+
+    network: str = Field(primary_key=True, max_length=64)
+    address: str = Field(primary_key=True, max_length=42)
+    next_nonce: int
+    updated_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp(nullable=False))

@@ -1,0 +1,155 @@
+"""SQL for settlements and signer nonces: the only place that touches these tables.
+
+Every state change is one conditional UPDATE (``WHERE state IN (...)``); a result of zero rows
+means another request, thread or replica owns the row, and the caller must re-read it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from app.settlement.models import Settlement, SettlementState, SignerNonce, utc_now
+
+
+@dataclass(frozen=True)
+class AuthorizationKey:
+    """The natural key of an EIP-3009 authorization: at most one settlement row per key."""
+
+    network: str
+    asset: str  # checksummed
+    payer: str  # checksummed
+    nonce: str  # 0x + 64 lowercase hex
+
+
+class SettlementRepository:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def find(self, key: AuthorizationKey) -> Settlement | None:
+        with Session(self._engine) as session:
+            return session.exec(
+                select(Settlement).where(
+                    Settlement.network == key.network,
+                    Settlement.asset == key.asset,
+                    Settlement.payer == key.payer,
+                    Settlement.nonce == key.nonce,
+                )
+            ).scalar_one_or_none()
+
+    def get(self, settlement_id: int) -> Settlement | None:
+        with Session(self._engine) as session:
+            return session.get(Settlement, settlement_id)
+
+    def create(self, settlement: Settlement) -> Settlement | None:
+        """Insert a new row; None when the authorization is already recorded (someone else owns it)."""
+        with Session(self._engine, expire_on_commit=False) as session:
+            session.add(settlement)
+            try:
+                session.commit()
+            except IntegrityError:
+                session.rollback()
+                return None
+            return settlement
+
+    def transition(
+        self,
+        settlement_id: int,
+        *,
+        from_states: Iterable[SettlementState],
+        to_state: SettlementState,
+        **changes: object,
+    ) -> bool:
+        """Move one row from any of ``from_states`` to ``to_state``; False when it was not in them."""
+        now = utc_now()
+        timestamps: dict[str, object] = {"updated_at": now}
+        stamp_field = {
+            SettlementState.SUBMITTED: "submitted_at",
+            SettlementState.CONFIRMED: "confirmed_at",
+            SettlementState.FAILED: "failed_at",
+            SettlementState.EXPIRED: "failed_at",
+        }.get(to_state)
+        if stamp_field:
+            timestamps[stamp_field] = now
+        statement = (
+            update(Settlement)
+            .where(Settlement.id == settlement_id, Settlement.state.in_([s.value for s in from_states]))
+            .values(state=to_state.value, **timestamps, **changes)
+        )
+        with Session(self._engine) as session:
+            result = session.exec(statement)
+            session.commit()
+            return result.rowcount == 1
+
+    def in_states(self, states: Iterable[SettlementState], limit: int = 1000) -> list[Settlement]:
+        with Session(self._engine) as session:
+            return list(
+                session.exec(
+                    select(Settlement)
+                    .where(Settlement.state.in_([s.value for s in states]))
+                    .order_by(Settlement.id)
+                    .limit(limit)
+                ).scalars()
+            )
+
+
+class SignerNonceRepository:
+    """Transaction nonces of the facilitator's hot wallets, allocated from the database."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def raise_floor(self, network: str, address: str, chain_nonce: int) -> int:
+        """Make ``next_nonce`` at least ``chain_nonce`` (the chain's pending count); returns it.
+
+        Never lowers it: a lower chain count means our own transactions are still in flight.
+        """
+        dialect = self._engine.dialect.name
+        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        greatest = func.greatest if dialect == "postgresql" else func.max
+        statement = insert(SignerNonce).values(
+            network=network, address=address, next_nonce=chain_nonce, updated_at=utc_now()
+        )
+        statement = statement.on_conflict_do_update(
+            index_elements=["network", "address"],
+            set_={"next_nonce": greatest(SignerNonce.next_nonce, statement.excluded.next_nonce),
+                  "updated_at": statement.excluded.updated_at},
+        ).returning(SignerNonce.next_nonce)
+        with Session(self._engine) as session:
+            value = session.exec(statement).scalar_one()
+            session.commit()
+            return int(value)
+
+    def allocate(self, network: str, address: str) -> int:
+        """Hand out the next nonce exactly once (one atomic UPDATE ... RETURNING)."""
+        statement = (
+            update(SignerNonce)
+            .where(SignerNonce.network == network, SignerNonce.address == address)
+            .values(next_nonce=SignerNonce.next_nonce + 1, updated_at=utc_now())
+            .returning(SignerNonce.next_nonce)
+        )
+        with Session(self._engine) as session:
+            value = session.exec(statement).scalar_one_or_none()
+            session.commit()
+        if value is None:
+            raise LookupError(f"signer {address} on {network} has no nonce row: call raise_floor first")
+        return int(value) - 1
+
+    def give_back(self, network: str, address: str, nonce: int) -> bool:
+        """Return an unused nonce if it is still the latest one handed out; False leaves a gap to fill."""
+        statement = (
+            update(SignerNonce)
+            .where(SignerNonce.network == network, SignerNonce.address == address,
+                   SignerNonce.next_nonce == nonce + 1)
+            .values(next_nonce=nonce, updated_at=utc_now())
+        )
+        with Session(self._engine) as session:
+            result = session.exec(statement)
+            session.commit()
+            return result.rowcount == 1

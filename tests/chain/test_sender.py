@@ -1,0 +1,192 @@
+"""The transaction sender on anvil: EIP-1559 fees, local signing, broadcast errors, receipt polling."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+from eth_account import Account
+from web3 import Web3
+from web3.contract import Contract
+
+from app.chain.devchain import DevChain
+from app.chain.eip3009 import find_transfer, transfer_with_authorization_calldata
+from app.chain.rpc import RpcClient
+from app.chain.sender import (
+    BroadcastError,
+    FeeCapExceeded,
+    FeePolicy,
+    SignedTx,
+    broadcast,
+    classify_broadcast_error,
+    pending_nonce,
+    sign_transaction,
+    suggest_fees,
+    wait_for_receipt,
+)
+from tests.support.eip3009 import sign_transfer_authorization
+
+pytestmark = [pytest.mark.chain]
+
+CHAIN_ID = 84532
+AMOUNT = 3_000_000
+GWEI = 10**9
+POLICY = FeePolicy(max_fee_per_gas_cap=100 * GWEI, priority_fee=GWEI)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def rpc(anyio_backend: str, anvil: DevChain) -> AsyncIterator[RpcClient]:
+    client = RpcClient(anvil.rpc_url)
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+async def base_fee(rpc: RpcClient) -> int:
+    return int((await rpc.call("eth_getBlockByNumber", ["latest", False]))["baseFeePerGas"], 16)
+
+
+def transfer_calldata(w3: Web3, token: Contract, anvil: DevChain) -> bytes:
+    payer, payee = anvil.wallets.agents[0], anvil.wallets.providers[0]
+    auth = sign_transfer_authorization(
+        payer,
+        token_address=token.address,
+        chain_id=CHAIN_ID,
+        to=payee.address,
+        value=AMOUNT,
+        valid_after=0,
+        valid_before=int(w3.eth.get_block("latest")["timestamp"]) + 3600,
+        nonce=secrets.token_bytes(32),
+    )
+    return transfer_with_authorization_calldata(*auth.message_args(), auth.signature)
+
+
+async def signed_transfer(rpc: RpcClient, w3: Web3, token: Contract, anvil: DevChain, *, nonce: int) -> SignedTx:
+    max_fee, tip = await suggest_fees(rpc, POLICY)
+    return sign_transaction(
+        anvil.wallets.facilitator,
+        chain_id=CHAIN_ID,
+        nonce=nonce,
+        to=token.address,
+        data=transfer_calldata(w3, token, anvil),
+        gas=POLICY.gas_limit,
+        max_fee_per_gas=max_fee,
+        max_priority_fee_per_gas=tip,
+    )
+
+
+# ------------------------------------------------------------------------------------------ pure
+
+
+@pytest.mark.parametrize(
+    ("message", "kind"),
+    [
+        ("nonce too low", "nonce_too_low"),
+        ("Nonce too low. Expected nonce to be 5 but got 4.", "nonce_too_low"),
+        ("already known", "already_known"),
+        ("transaction already imported", "already_known"),
+        ("replacement transaction underpriced", "replacement_underpriced"),
+        ("Insufficient funds for gas * price + value", "insufficient_funds"),
+        ("max fee per gas less than block base fee", "fee_too_low"),
+        ("transaction underpriced", "fee_too_low"),
+        ("something else", "rejected"),
+    ],
+)
+def test_broadcast_errors_are_classified(message: str, kind: str) -> None:
+    assert classify_broadcast_error(message) == kind
+
+
+# ------------------------------------------------------------------------------------------ anvil
+
+
+@pytest.mark.anyio
+async def test_fees_follow_the_base_fee_within_the_cap(rpc: RpcClient) -> None:
+    base = await base_fee(rpc)
+    assert await suggest_fees(rpc, POLICY) == (2 * base + GWEI, GWEI)
+    capped = FeePolicy(max_fee_per_gas_cap=base + 1, priority_fee=GWEI)
+    assert await suggest_fees(rpc, capped) == (base + 1, min(GWEI, base + 1))
+    tiny_cap = FeePolicy(max_fee_per_gas_cap=base, priority_fee=10 * base)
+    assert await suggest_fees(rpc, tiny_cap) == (base, base)  # the tip never exceeds the max fee
+
+
+@pytest.mark.anyio
+async def test_a_cap_below_the_base_fee_raises(rpc: RpcClient) -> None:
+    base = await base_fee(rpc)
+    assert base > 0
+    with pytest.raises(FeeCapExceeded) as raised:
+        await suggest_fees(rpc, FeePolicy(max_fee_per_gas_cap=base - 1, priority_fee=1))
+    assert (raised.value.base_fee, raised.value.cap) == (base, base - 1)
+
+
+@pytest.mark.anyio
+async def test_a_signed_transfer_is_mined_and_moves_the_tokens(
+    rpc: RpcClient, w3: Web3, token: Contract, anvil: DevChain, chain_snapshot: str
+) -> None:
+    payer, payee = anvil.wallets.agents[0], anvil.wallets.providers[0]
+    before = [token.functions.balanceOf(a).call() for a in (payer.address, payee.address)]
+    nonce = await pending_nonce(rpc, anvil.wallets.facilitator.address)
+    assert nonce == w3.eth.get_transaction_count(anvil.wallets.facilitator.address, "pending")
+
+    signed = await signed_transfer(rpc, w3, token, anvil, nonce=nonce)
+    tx_hash = await broadcast(rpc, signed.raw)
+    assert tx_hash == signed.hash
+
+    receipt = await wait_for_receipt(rpc, tx_hash, timeout=10)
+    assert receipt is not None
+    assert receipt["status"] == "0x1" and receipt["type"] == "0x2"
+    assert receipt["from"].lower() == anvil.wallets.facilitator.address.lower()
+    assert find_transfer(receipt["logs"], token.address, payer.address, payee.address, AMOUNT)
+    after = [token.functions.balanceOf(a).call() for a in (payer.address, payee.address)]
+    assert after == [before[0] - AMOUNT, before[1] + AMOUNT]
+    assert await pending_nonce(rpc, anvil.wallets.facilitator.address) == nonce + 1
+
+
+@pytest.mark.anyio
+async def test_wait_for_an_unknown_hash_times_out(rpc: RpcClient) -> None:
+    started = time.monotonic()
+    assert await wait_for_receipt(rpc, "0x" + secrets.token_hex(32), timeout=0.3, poll_interval=0.05) is None
+    assert 0.25 <= time.monotonic() - started < 2
+
+
+@pytest.mark.anyio
+async def test_a_reused_nonce_is_refused_as_nonce_too_low(
+    rpc: RpcClient, w3: Web3, token: Contract, anvil: DevChain, chain_snapshot: str
+) -> None:
+    nonce = await pending_nonce(rpc, anvil.wallets.facilitator.address)
+    first = await signed_transfer(rpc, w3, token, anvil, nonce=nonce)
+    assert await wait_for_receipt(rpc, await broadcast(rpc, first.raw), timeout=10) is not None
+
+    second = await signed_transfer(rpc, w3, token, anvil, nonce=nonce)
+    with pytest.raises(BroadcastError) as raised:
+        await broadcast(rpc, second.raw)
+    assert raised.value.kind == "nonce_too_low"
+    assert raised.value.method == "eth_sendRawTransaction"
+
+
+@pytest.mark.anyio
+async def test_a_wallet_without_gas_money_is_refused_as_insufficient_funds(
+    rpc: RpcClient, token: Contract, chain_snapshot: str
+) -> None:
+    pauper = Account.create()
+    max_fee, tip = await suggest_fees(rpc, POLICY)
+    signed = sign_transaction(
+        pauper,
+        chain_id=CHAIN_ID,
+        nonce=0,
+        to=token.address,
+        data=b"",
+        gas=50_000,
+        max_fee_per_gas=max_fee,
+        max_priority_fee_per_gas=tip,
+    )
+    with pytest.raises(BroadcastError) as raised:
+        await broadcast(rpc, signed.raw)
+    assert raised.value.kind == "insufficient_funds"

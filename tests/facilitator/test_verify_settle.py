@@ -1,0 +1,122 @@
+"""/verify, /settle and /supported: the happy paths, v2 and v1, and exactly-once settlement."""
+
+from __future__ import annotations
+
+from app.chain.contracts import load_artifact
+from app.chain.deploy import deploy_contract, mint
+from app.chain.eip3009 import TRANSFER_TOPIC
+from tests.support.payments import BASE_SEPOLIA, USDC, body_v2, paid_body, requirements_v2, sign_exact
+
+PRICE = 12_345
+
+
+def test_supported_lists_exactly_the_enabled_network_for_v2_and_v1_with_our_signer(client, dev_deployment):
+    body = client.get("/supported").json()
+    assert body["kinds"] == [
+        {"x402Version": 2, "scheme": "exact", "network": BASE_SEPOLIA},
+        {"x402Version": 1, "scheme": "exact", "network": "base-sepolia"},
+    ]
+    assert body["signers"] == {BASE_SEPOLIA: [dev_deployment.wallets.facilitator.address]}
+
+
+def test_a_valid_v2_payment_verifies(client, payer, payee):
+    response = client.post("/verify", json=paid_body(payer, payee, PRICE))
+    assert response.status_code == 200
+    assert response.json() == {"isValid": True, "payer": payer.address}
+
+
+def test_verify_moves_no_money(client, payer, payee, balances):
+    watched = balances(payer.address, payee)
+    client.post("/verify", json=paid_body(payer, payee, PRICE))
+    assert watched.moved() == {payer.address: 0, payee: 0}
+
+
+def test_settle_moves_exactly_the_price_and_returns_the_transaction(client, payer, payee, balances, w3):
+    watched = balances(payer.address, payee)
+    response = client.post("/settle", json=paid_body(payer, payee, PRICE))
+    assert response.status_code == 200
+    body = response.json()
+    assert body["success"] is True, body
+    assert body["payer"] == payer.address
+    assert body["network"] == BASE_SEPOLIA
+    assert watched.moved() == {payer.address: -PRICE, payee: PRICE}
+    receipt = w3.eth.get_transaction_receipt(body["transaction"])
+    assert receipt["status"] == 1
+    transfers = [log for log in receipt["logs"] if log["topics"][0].hex() == TRANSFER_TOPIC.removeprefix("0x")]
+    assert len(transfers) == 1 and transfers[0]["address"] == USDC
+
+
+def test_a_v1_payment_verifies_and_settles_and_answers_with_the_v1_network_name(client, payer, payee, balances):
+    watched = balances(payer.address, payee)
+    body = paid_body(payer, payee, PRICE, version=1)
+    assert client.post("/verify", json=body).json() == {"isValid": True, "payer": payer.address}
+    settled = client.post("/settle", json=body).json()
+    assert settled["success"] is True, settled
+    assert settled["network"] == "base-sepolia"
+    assert watched.moved() == {payer.address: -PRICE, payee: PRICE}
+
+
+def test_settling_the_same_authorization_again_returns_the_original_receipt(client, payer, payee, balances):
+    watched = balances(payer.address, payee)
+    body = paid_body(payer, payee, PRICE)
+    first = client.post("/settle", json=body).json()
+    second = client.post("/settle", json=body).json()
+    assert first["success"] is True and second == first
+    assert watched.moved() == {payer.address: -PRICE, payee: PRICE}
+
+
+def test_verify_after_settlement_reports_the_nonce_as_used(client, payer, payee):
+    body = paid_body(payer, payee, PRICE)
+    assert client.post("/settle", json=body).json()["success"] is True
+    verdict = client.post("/verify", json=body).json()
+    assert verdict["isValid"] is False
+    assert verdict["invalidReason"] == "invalid_exact_evm_nonce_already_used"
+
+
+def test_an_instance_without_a_signing_key_advertises_nothing_and_settles_nothing(
+    facilitator_settings, payer, payee, balances
+):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    facilitator_settings.facilitator_private_key = None
+    watched = balances(payer.address, payee)
+    with TestClient(create_app(facilitator_settings)) as client:
+        assert client.get("/supported").json()["kinds"] == []
+        body = paid_body(payer, payee, PRICE)
+        assert client.post("/verify", json=body).json()["isValid"] is True
+        settled = client.post("/settle", json=body).json()
+    assert settled["success"] is False
+    assert watched.moved() == {payer.address: 0, payee: 0}
+
+
+def test_bearer_keys_guard_verify_and_settle_when_configured(facilitator_settings, payer, payee):
+    import hashlib
+
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    facilitator_settings.facilitator_api_key_hashes = [hashlib.sha256(b"s3cret-key").hexdigest()]
+    body = paid_body(payer, payee, PRICE)
+    with TestClient(create_app(facilitator_settings)) as client:
+        missing = client.post("/verify", json=body)
+        wrong = client.post("/verify", json=body, headers={"Authorization": "Bearer nope"})
+        right = client.post("/verify", json=body, headers={"Authorization": "Bearer s3cret-key"})
+        assert client.get("/supported").status_code == 200  # discovery stays public
+    assert missing.status_code == 401 and missing.json()["error"] == "unauthorized"
+    assert missing.headers["www-authenticate"] == "Bearer"
+    assert wrong.status_code == 401
+    assert right.status_code == 200 and right.json()["isValid"] is True
+
+
+def test_a_payment_from_an_eip1271_smart_wallet_settles(client, payer, payee, w3, dev_deployment, balances):
+    wallet = deploy_contract(w3, dev_deployment.wallets.deployer, load_artifact("SmartWallet"), payer.address)
+    mint(w3, dev_deployment.wallets.deployer, USDC, wallet, 10**6)
+    watched = balances(wallet, payee)
+    signed = sign_exact(payer, to=payee, value=PRICE, from_address=wallet)  # the wallet pays, its owner signs
+    body = body_v2(signed, requirements_v2(payee, PRICE))
+    assert client.post("/verify", json=body).json() == {"isValid": True, "payer": wallet}
+    assert client.post("/settle", json=body).json()["success"] is True
+    assert watched.moved() == {wallet: -PRICE, payee: PRICE}
