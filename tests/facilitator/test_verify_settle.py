@@ -120,3 +120,31 @@ def test_a_payment_from_an_eip1271_smart_wallet_settles(client, payer, payee, w3
     assert client.post("/verify", json=body).json() == {"isValid": True, "payer": wallet}
     assert client.post("/settle", json=body).json()["success"] is True
     assert watched.moved() == {wallet: -PRICE, payee: PRICE}
+
+
+def test_a_receipt_that_does_not_arrive_in_time_is_pending_with_its_hash_and_a_retry_completes_it(
+    facilitator_settings, anvil, payer, payee, balances
+):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    facilitator_settings.settle_receipt_timeout_seconds = 0.3
+    watched = balances(payer.address, payee)
+    body = paid_body(payer, payee, PRICE)
+    anvil.rpc("evm_setAutomine", [False])
+    try:
+        with TestClient(create_app(facilitator_settings)) as client:
+            pending = client.post("/settle", json=body).json()
+            assert pending["success"] is False
+            assert pending["errorReason"] == "settlement_pending"
+            assert pending["transaction"].startswith("0x") and len(pending["transaction"]) == 66
+            still_pending = client.post("/settle", json=body).json()  # nothing new is sent meanwhile
+            assert still_pending["transaction"] == pending["transaction"]
+            anvil.rpc("evm_mine")
+            settled = client.post("/settle", json=body).json()
+    finally:
+        anvil.rpc("evm_setAutomine", [True])
+    assert settled["success"] is True
+    assert settled["transaction"] == pending["transaction"]
+    assert watched.moved() == {payer.address: -PRICE, payee: PRICE}

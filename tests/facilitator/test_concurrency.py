@@ -1,0 +1,78 @@
+"""Exactly-once settlement under concurrency: one authorization, many callers, one transfer."""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import ExitStack
+
+import aiohttp
+import pytest
+
+from app.main import create_app
+from tests.support.payments import paid_body
+from tests.support.servers import serve
+
+PRICE = 1_000
+
+
+async def _post_all(requests: list[tuple[str, dict]]) -> list[tuple[int, dict]]:
+    connector = aiohttp.TCPConnector(limit=len(requests))
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=120)) as session:
+
+        async def post(url: str, body: dict) -> tuple[int, dict]:
+            async with session.post(url, json=body) as response:
+                return response.status, await response.json()
+
+        return await asyncio.gather(*(post(url, body) for url, body in requests))
+
+
+def test_fifty_concurrent_settles_of_one_authorization_make_one_transfer(
+    facilitator_settings, payer, payee, balances
+):
+    watched = balances(payer.address, payee)
+    body = paid_body(payer, payee, PRICE)
+    with serve(create_app(facilitator_settings)) as url:
+        results = asyncio.run(_post_all([(f"{url}/settle", body)] * 50))
+    assert {status for status, _ in results} == {200}
+    assert all(answer["success"] is True for _, answer in results), results
+    assert len({answer["transaction"] for _, answer in results}) == 1
+    assert watched.moved() == {payer.address: -PRICE, payee: PRICE}
+
+
+def test_two_replicas_sharing_one_ledger_settle_an_authorization_once(
+    facilitator_settings, database_url, payer, payee, balances
+):
+    """Two app instances (separate processes' worth of state) race on the database's unique key."""
+    facilitator_settings.database_url = database_url
+    watched = balances(payer.address, payee)
+    body = paid_body(payer, payee, PRICE)
+    with ExitStack() as stack:
+        replicas = [stack.enter_context(serve(create_app(facilitator_settings))) for _ in range(2)]
+        results = asyncio.run(_post_all([(f"{replicas[i % 2]}/settle", body) for i in range(40)]))
+    assert all(status == 200 for status, _ in results)
+    successes = [answer for _, answer in results if answer["success"]]
+    # Every caller gets the one receipt, or at worst "pending" with the same transaction while it mines.
+    assert {answer["transaction"] for _, answer in results} == {successes[0]["transaction"]}
+    assert all(answer["success"] or answer["errorReason"] == "settlement_pending" for _, answer in results)
+    assert watched.moved() == {payer.address: -PRICE, payee: PRICE}
+
+
+@pytest.mark.parametrize("count", [200])
+def test_two_hundred_concurrent_distinct_settles_all_succeed_without_nonce_errors(
+    facilitator_settings, dev_deployment, payee, balances, w3, count
+):
+    agents = dev_deployment.wallets.agents
+    facilitator = dev_deployment.wallets.facilitator.address
+    watched = balances(payee, *(agent.address for agent in agents))
+    nonce_before = w3.eth.get_transaction_count(facilitator)
+    bodies = [paid_body(agents[i % len(agents)], payee, PRICE + i) for i in range(count)]
+    with serve(create_app(facilitator_settings)) as url:
+        results = asyncio.run(_post_all([(f"{url}/settle", body) for body in bodies]))
+    failures = [answer for status, answer in results if status != 200 or not answer["success"]]
+    assert failures == []
+    assert len({answer["transaction"] for _, answer in results}) == count
+    assert w3.eth.get_transaction_count(facilitator) == nonce_before + count
+    moved = watched.moved()
+    assert moved[payee] == sum(PRICE + i for i in range(count))
+    for index, agent in enumerate(agents):
+        assert moved[agent.address] == -sum(PRICE + i for i in range(index, count, len(agents)))
