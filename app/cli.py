@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import shutil
 import threading
@@ -34,7 +35,16 @@ def serve(
     except ConfigError as error:
         typer.secho(f"configuration error: {error}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
+    tune_garbage_collector()
     uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_level=settings.log_level)
+
+
+def tune_garbage_collector() -> None:
+    """Fewer, later young-generation collections: each request allocates many short-lived objects, and
+    the default threshold (700) stops the event loop every few requests, which shows in the p99 latency."""
+    gc.collect()
+    gc.freeze()  # start-up objects (modules, app, settings) are never garbage: keep them out of every scan
+    gc.set_threshold(50_000, 20, 100)
 
 
 @cli.command()

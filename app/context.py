@@ -65,5 +65,5 @@ class ServiceContext:
         self.engine.dispose()
 
 
-def get_context(request: Request) -> ServiceContext:
+async def get_context(request: Request) -> ServiceContext:
     return request.app.state.context  # type: ignore[no-any-return]

@@ -30,7 +30,7 @@ from app.protocol import (
 router = APIRouter(tags=["facilitator"])
 
 
-def require_facilitator_caller(request: Request, context: ServiceContext = Depends(get_context)) -> None:
+async def require_facilitator_caller(request: Request, context: ServiceContext = Depends(get_context)) -> None:
     """Bearer-key check for /verify and /settle, when keys are configured (production)."""
     accepted = context.settings.facilitator_api_key_hashes
     if not accepted:
@@ -44,7 +44,7 @@ def require_facilitator_caller(request: Request, context: ServiceContext = Depen
         raise Unauthorized("the API key is not valid")
 
 
-def get_facilitator(context: ServiceContext = Depends(get_context)) -> Facilitator:
+async def get_facilitator(context: ServiceContext = Depends(get_context)) -> Facilitator:
     return context.facilitator_service
 
 
