@@ -80,7 +80,7 @@ class Settings(BaseSettings):
     settle_gas_limit: int = 200_000
 
     # Callers of /verify and /settle: SHA-256 hex digests of accepted bearer keys. Empty: open
-    # (local development). Generate with `x402-settle keys hash`; never store the keys themselves.
+    # (local development). `printf %s "$KEY" | sha256sum` gives a digest; never store the keys themselves.
     facilitator_api_key_hashes: list[str] = Field(default_factory=list)
 
     host: str = "127.0.0.1"

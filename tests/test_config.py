@@ -67,3 +67,11 @@ def test_the_facilitator_key_never_appears_in_the_settings_text():
     assert secret not in repr(settings)
     assert secret not in str(settings.model_dump())
     assert secret[2:] not in settings.model_dump_json()
+
+
+def test_env_example_documents_every_setting():
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
+    missing = [name for name in Settings.model_fields if f"X402_{name.upper()}" not in text]
+    assert missing == []
