@@ -7,4 +7,5 @@ ledger or chain test would hide exactly the failures these suites exist to catch
 pytest_plugins = [
     "tests.support.chain",
     "tests.support.databases",
+    "tests.support.facilitator",
 ]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -31,20 +30,6 @@ pytestmark = [pytest.mark.chain]
 
 CHAIN_ID = 84532
 AMOUNT = 2_500_000
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def rpc(anyio_backend: str, anvil: DevChain) -> AsyncIterator[RpcClient]:
-    client = RpcClient(anvil.rpc_url)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 def now(w3: Web3) -> int:

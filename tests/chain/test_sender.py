@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import AsyncIterator
 
 import pytest
 from eth_account import Account
@@ -34,20 +33,6 @@ CHAIN_ID = 84532
 AMOUNT = 3_000_000
 GWEI = 10**9
 POLICY = FeePolicy(max_fee_per_gas_cap=100 * GWEI, priority_fee=GWEI)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def rpc(anyio_backend: str, anvil: DevChain) -> AsyncIterator[RpcClient]:
-    client = RpcClient(anvil.rpc_url)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 async def base_fee(rpc: RpcClient) -> int:

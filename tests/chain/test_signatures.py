@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-from collections.abc import AsyncIterator
 
 import pytest
 from eth_account import Account
@@ -36,20 +35,6 @@ from tests.support.eip3009 import SignedAuthorization, sign_transfer_authorizati
 
 CHAIN_ID = 84532
 FACTORY = "0x" + "fa" * 20
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def rpc(anyio_backend: str, anvil: DevChain) -> AsyncIterator[RpcClient]:
-    client = RpcClient(anvil.rpc_url)
-    try:
-        yield client
-    finally:
-        await client.close()
 
 
 def authorization(account: LocalAccount, *, from_address: str | None = None) -> SignedAuthorization:

@@ -12,17 +12,6 @@ from web3.contract import Contract
 from app.chain.deploy import DevDeployment
 from app.config import Settings
 from app.main import create_app
-from tests.support.payments import BASE_SEPOLIA
-
-
-@pytest.fixture
-def facilitator_settings(tmp_path, anvil, dev_deployment: DevDeployment, chain_snapshot) -> Settings:
-    return Settings(
-        data_dir=tmp_path,
-        rpc_urls={BASE_SEPOLIA: anvil.rpc_url},
-        facilitator_private_key=dev_deployment.wallets.facilitator.key.hex(),
-        settle_receipt_timeout_seconds=10,
-    )
 
 
 @pytest.fixture
