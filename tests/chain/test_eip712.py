@@ -24,6 +24,11 @@ UINT256_MAX = 2**256 - 1
 # reference/x402-protocol.md §7: the spec example domain (Base Sepolia USDC)
 SPEC_DOMAIN = ("USDC", "2", 84532, "0x036CbD53842c5426634e7929541eC2318f3dCF7e")
 SPEC_DOMAIN_SEPARATOR = "71f17a3b2ff373b803d70a5a07c046c1a2bc8e89c09ef722fcb047abe94c9818"
+SPEC_PAYER = "0x857b06519E91e3A54538791bDbb0E22373e36b66"
+SPEC_DIGEST = "f256992871671abcb27ff92885a7afa46218724e5fc0bac35d050115aa1d22e6"
+SPEC_SIGNATURE = bytes.fromhex(
+    "2d6a7588d6acca505cbf0d9a4a227e0c52c6c34008c8e8986a1283259764173608a2ce6496642e377d6da8dbbf5836e9bd15092f9ecab05ded3d6293af148b571c"
+)
 
 # reference/x402-protocol.md §7: generated with Hardhat key #0 on the Base mainnet USDC domain
 HARDHAT_KEY_0_ADDRESS = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
@@ -53,10 +58,32 @@ def test_type_hashes() -> None:
 
 
 def test_spec_example_domain_separator() -> None:
-    # The spec's nonce and signature are only quoted abbreviated (0xf3746613…, 0x2d6a7588…), so only
-    # the domain separator of that example can be checked; the full message vector is the one below.
     assert domain_separator(*SPEC_DOMAIN).hex() == SPEC_DOMAIN_SEPARATOR
     assert domain_separator("USDC", "2", 84532, SPEC_DOMAIN[3].lower()).hex() == SPEC_DOMAIN_SEPARATOR
+
+
+def test_spec_example_signature_recovers_to_the_documented_payer_on_the_fast_path() -> None:
+    # The payment payload example of the x402 specs (v1 and v2, exact scheme on Base Sepolia).
+    digest = transfer_authorization_digest(
+        domain_separator(*SPEC_DOMAIN),
+        SPEC_PAYER,
+        "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
+        10000,
+        1740672089,
+        1740672154,
+        bytes.fromhex("f3746613c2d920b5fdabc0856f2aeb2d4f88ee6037b8cc5d04a71a4462f13480"),
+    )
+    assert digest.hex() == SPEC_DIGEST
+    assert recover_signer(digest, SPEC_SIGNATURE) == SPEC_PAYER
+
+
+def test_spec_example_signature_fails_under_another_domain() -> None:
+    for other in (("USD Coin", "2", 84532, SPEC_DOMAIN[3]), ("USDC", "2", 8453, SPEC_DOMAIN[3])):
+        digest = transfer_authorization_digest(
+            domain_separator(*other), SPEC_PAYER, "0x209693Bc6afc0C5328bA36FaF03C514EF312287C", 10000,
+            1740672089, 1740672154, bytes.fromhex("f3746613c2d920b5fdabc0856f2aeb2d4f88ee6037b8cc5d04a71a4462f13480"),
+        )
+        assert recover_signer(digest, SPEC_SIGNATURE) != SPEC_PAYER
 
 
 def test_generated_base_mainnet_vector() -> None:
