@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,6 +15,18 @@ from app.errors import install_error_handlers
 from app.facilitator.routes import router as facilitator_router
 from app.observability.routes import router as health_router
 
+log = logging.getLogger(__name__)
+
+
+async def _resume_settlements(context: ServiceContext) -> None:
+    try:
+        count = await context.facilitator_service.resume_unfinished()
+    except Exception:  # the service keeps serving; a retried /settle resumes its own row
+        log.exception("resuming unfinished settlements failed")
+        return
+    if count:
+        log.info("resumed %d unfinished settlements", count)
+
 
 def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings()
@@ -22,9 +36,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         context = ServiceContext.build(settings)
         app.state.context = context
+        # Settlements a previous run left open are finished in the background, not before serving.
+        resume = asyncio.create_task(_resume_settlements(context), name="resume-settlements")
+        app.state.resume_settlements = resume
         try:
             yield
         finally:
+            resume.cancel()
+            await asyncio.gather(resume, return_exceptions=True)
             await context.close()
 
     app = FastAPI(

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC
 
 from eth_account.signers.local import LocalAccount
 from starlette.concurrency import run_in_threadpool
@@ -20,7 +21,13 @@ from starlette.concurrency import run_in_threadpool
 from app.chain import eip3009, sender
 from app.chain.rpc import RpcClient, RpcError, RpcUnavailable
 from app.config import NetworkConfig, Settings
-from app.facilitator.verification import PaymentInvalid, PreparedPayment, check_on_chain, prepare_payment
+from app.facilitator.verification import (
+    VALID_BEFORE_MARGIN_SECONDS,
+    PaymentInvalid,
+    PreparedPayment,
+    check_on_chain,
+    prepare_payment,
+)
 from app.protocol import (
     AnyPaymentPayload,
     AnyPaymentRequirements,
@@ -34,6 +41,9 @@ from app.settlement.models import SUCCESS_STATES, Settlement, SettlementState
 from app.settlement.repository import AuthorizationKey, SettlementRepository, SignerNonceRepository
 
 log = logging.getLogger(__name__)
+
+# A row still 'verified' this long after it was read has lost its owner (signing takes milliseconds).
+TAKEOVER_AFTER_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -156,7 +166,7 @@ class Facilitator:
     ) -> SettleResponse:
         existing = await self._stored(key)
         if existing is not None:
-            return await self._follow(existing, payment)
+            return await self._follow(existing)
         try:
             await self._verify(payload, requirements)
         except PaymentInvalid as invalid:
@@ -165,21 +175,22 @@ class Facilitator:
         if row is None:  # another replica recorded it between our read and our insert
             existing = await self._stored(key)
             assert existing is not None
-            return await self._follow(existing, payment)
-        return await self._submit(row, payment)
+            return await self._follow(existing)
+        return await self._submit(row)
 
     async def _stored(self, key: AuthorizationKey) -> Settlement | None:
         return await run_in_threadpool(self._settlements.find, key)
 
-    async def _submit(self, row: Settlement, payment: PreparedPayment) -> SettleResponse:
+    async def _submit(self, row: Settlement) -> SettleResponse:
+        """Sign, store, then broadcast: the hash is durable before anything leaves the process."""
         assert self._signer is not None and row.id is not None
-        network = payment.network
+        network = self._networks[row.network]
         rpc = self._rpc[network.network]
         await self._ensure_nonce_floor(network, rpc)
         max_fee, tip = await sender.suggest_fees(rpc, self._policy.fees)
         nonce = await run_in_threadpool(self._nonces.allocate, network.network, self._signer.address)
         signed = sender.sign_transaction(
-            self._signer, chain_id=network.chain_id, nonce=nonce, to=payment.asset.address, data=payment.calldata,
+            self._signer, chain_id=network.chain_id, nonce=nonce, to=row.asset, data=_calldata_of(row),
             gas=self._policy.fees.gas_limit, max_fee_per_gas=max_fee, max_priority_fee_per_gas=tip,
         )
         stored = await run_in_threadpool(
@@ -191,23 +202,22 @@ class Facilitator:
             await self._release_nonce(network, rpc, nonce)
             latest = await run_in_threadpool(self._settlements.get, row.id)
             assert latest is not None
-            return await self._follow(latest, payment)
+            return await self._follow(latest)
         try:
             await sender.broadcast(rpc, signed.raw)
         except sender.BroadcastError as refused:
             if refused.kind != "already_known":
-                return await self._broadcast_refused(row, payment, nonce, signed.hash, refused)
+                return await self._broadcast_refused(row, nonce, signed.hash, refused)
         except RpcUnavailable:
-            # Unknown whether it went out: the stored raw transaction is resent by the reconciler.
-            return _pending(signed.hash, payment)
-        return await self._await_outcome(row.id, signed.hash, payment)
+            # Unknown whether it went out: the stored raw transaction is resent by resume_unfinished.
+            return _pending(signed.hash, row)
+        return await self._await_outcome(row, signed.hash)
 
     async def _broadcast_refused(
-        self, row: Settlement, payment: PreparedPayment, nonce: int, tx_hash: str, refused: sender.BroadcastError
+        self, row: Settlement, nonce: int, tx_hash: str, refused: sender.BroadcastError
     ) -> SettleResponse:
         assert row.id is not None
-        network = payment.network
-        rpc = self._rpc[network.network]
+        network = self._networks[row.network]
         log.warning("broadcast of %s refused (%s): %s", tx_hash, refused.kind, refused.message)
         await run_in_threadpool(
             self._settlements.transition, row.id, from_states=[SettlementState.SUBMITTED],
@@ -217,24 +227,22 @@ class Facilitator:
         if refused.kind == "nonce_too_low":
             self._nonce_floors.discard(network.network)  # re-read the chain's count next time
         else:
-            await self._release_nonce(network, rpc, nonce)
+            await self._release_nonce(network, self._rpc[network.network], nonce)
         return _failure(Reason.unexpected_settle_error, f"the transaction was refused: {refused.kind}",
-                        network.network, payment.payer)
+                        row.network, row.payer)
 
-    async def _await_outcome(self, settlement_id: int, tx_hash: str, payment: PreparedPayment) -> SettleResponse:
-        rpc = self._rpc[payment.network.network]
+    async def _await_outcome(self, row: Settlement, tx_hash: str) -> SettleResponse:
+        rpc = self._rpc[row.network]
         try:
             receipt = await sender.wait_for_receipt(rpc, tx_hash, timeout=self._policy.receipt_timeout_seconds)
         except (RpcUnavailable, RpcError):
             receipt = None
         if receipt is None:
-            return _pending(tx_hash, payment)
-        return await self._record_receipt(settlement_id, tx_hash, receipt, payment)
+            return _pending(tx_hash, row)
+        return await self._record_receipt(row, tx_hash, receipt)
 
-    async def _record_receipt(
-        self, settlement_id: int, tx_hash: str, receipt: dict, payment: PreparedPayment
-    ) -> SettleResponse:
-        auth = payment.authorization
+    async def _record_receipt(self, row: Settlement, tx_hash: str, receipt: dict) -> SettleResponse:
+        assert row.id is not None
         block = {
             "block_number": int(receipt["blockNumber"], 16),
             "block_hash": receipt["blockHash"],
@@ -243,38 +251,97 @@ class Facilitator:
         }
         succeeded = int(receipt.get("status", "0x0"), 16) == 1
         transferred = succeeded and eip3009.find_transfer(
-            receipt.get("logs", []), payment.asset.address, payment.payer, payment.payee, auth.value
+            receipt.get("logs", []), row.asset, row.payer, row.payee, row.value
         )
         if transferred:
             await run_in_threadpool(
-                self._settlements.transition, settlement_id, from_states=[SettlementState.SUBMITTED],
+                self._settlements.transition, row.id, from_states=[SettlementState.SUBMITTED],
                 to_state=SettlementState.CONFIRMED, **block,
             )
-            return SettleResponse(success=True, transaction=tx_hash, network=payment.network.network,
-                                  payer=payment.payer, amount=str(auth.value))
+            return SettleResponse(success=True, transaction=tx_hash, network=row.network, payer=row.payer,
+                                  amount=str(row.value))
         reason = Reason.transaction_failed if not succeeded else Reason.invalid_exact_evm_transfer_event_mismatch
         message = "the settlement transaction reverted" if not succeeded else "no matching Transfer event"
         await run_in_threadpool(
-            self._settlements.transition, settlement_id, from_states=[SettlementState.SUBMITTED],
+            self._settlements.transition, row.id, from_states=[SettlementState.SUBMITTED],
             to_state=SettlementState.FAILED, error_reason=reason.value, error_message=message, **block,
         )
-        return _failure(reason, message, payment.network.network, payment.payer, transaction=tx_hash)
+        return _failure(reason, message, row.network, row.payer, transaction=tx_hash)
 
-    async def _follow(self, row: Settlement, payment: PreparedPayment) -> SettleResponse:
-        """Answer for an authorization someone already recorded, without sending anything."""
+    async def _follow(self, row: Settlement) -> SettleResponse:
+        """Answer for an authorization someone already recorded, sending nothing new.
+
+        A row left ``verified`` past ``TAKEOVER_AFTER_SECONDS`` lost its owner (a crashed replica):
+        it is taken over, which is safe because only one conditional verified -> submitted UPDATE can win.
+        """
         assert row.id is not None
-        deadline = asyncio.get_running_loop().time() + self._policy.receipt_timeout_seconds
-        while row.state == SettlementState.VERIFIED and asyncio.get_running_loop().time() < deadline:
+        while row.state == SettlementState.VERIFIED and self._seconds_since_update(row) < TAKEOVER_AFTER_SECONDS:
             await asyncio.sleep(0.05)  # its owner is signing: wait for the stored transaction
             row = await run_in_threadpool(self._settlements.get, row.id) or row
+        if row.state == SettlementState.VERIFIED:
+            return await self._take_over(row)
         if SettlementState(row.state) in SUCCESS_STATES:
             return _success_of(row)
         if row.state == SettlementState.SUBMITTED and row.tx_hash:
-            return await self._await_outcome(row.id, row.tx_hash, payment)
-        if row.state == SettlementState.VERIFIED:
-            return _failure(Reason.settlement_pending, "the settlement is being submitted", row.network, row.payer)
+            return await self._await_outcome(row, row.tx_hash)
         return _failure(Reason(row.error_reason or Reason.unexpected_settle_error), row.error_message or "failed",
                         row.network, row.payer, transaction=row.tx_hash or "")
+
+    def _seconds_since_update(self, row: Settlement) -> float:
+        updated = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
+        return self._clock() - updated.timestamp()
+
+    async def _take_over(self, row: Settlement) -> SettleResponse:
+        assert row.id is not None
+        if row.valid_before < int(self._clock()) + VALID_BEFORE_MARGIN_SECONDS:
+            await run_in_threadpool(
+                self._settlements.transition, row.id, from_states=[SettlementState.VERIFIED],
+                to_state=SettlementState.EXPIRED,
+                error_reason=Reason.invalid_exact_evm_payload_authorization_valid_before.value,
+                error_message="the authorization expired before it could be submitted",
+            )
+            latest = await run_in_threadpool(self._settlements.get, row.id)
+            assert latest is not None
+            return await self._follow(latest)
+        return await self._submit(row)
+
+    async def resume_unfinished(self) -> int:
+        """Finish what a previous run left open: settle ``submitted`` rows from the chain (resending the
+        stored transaction if the node never saw it) and take over orphaned ``verified`` rows.
+
+        Run at start-up; returns how many rows it looked at.
+        """
+        if self._signer is None:
+            return 0
+        rows = await run_in_threadpool(
+            self._settlements.in_states, [SettlementState.SUBMITTED, SettlementState.VERIFIED]
+        )
+        for row in rows:
+            if row.network not in self._networks:
+                continue
+            try:
+                if row.state == SettlementState.SUBMITTED:
+                    await self._resume_submitted(row)
+                else:
+                    await self._follow(row)
+            except (RpcUnavailable, RpcError) as error:
+                log.warning("could not resume settlement %s: %s", row.id, error)
+        return len(rows)
+
+    async def _resume_submitted(self, row: Settlement) -> None:
+        assert row.tx_hash is not None
+        rpc = self._rpc[row.network]
+        receipt = await rpc.call("eth_getTransactionReceipt", [row.tx_hash])
+        if receipt:
+            await self._record_receipt(row, row.tx_hash, receipt)
+            return
+        if row.raw_transaction and await rpc.call("eth_getTransactionByHash", [row.tx_hash]) is None:
+            try:
+                await sender.broadcast(rpc, bytes.fromhex(row.raw_transaction[2:]))
+            except sender.BroadcastError as refused:
+                log.warning("resending %s refused (%s)", row.tx_hash, refused.kind)
+                return
+        await self._await_outcome(row, row.tx_hash)
 
     async def _ensure_nonce_floor(self, network: NetworkConfig, rpc: RpcClient) -> None:
         assert self._signer is not None
@@ -341,9 +408,16 @@ def _success_of(row: Settlement) -> SettleResponse:
                           amount=str(row.value))
 
 
-def _pending(tx_hash: str, payment: PreparedPayment) -> SettleResponse:
-    return _failure(Reason.settlement_pending, "submitted; the receipt is not in yet", payment.network.network,
-                    payment.payer, transaction=tx_hash)
+def _pending(tx_hash: str, row: Settlement) -> SettleResponse:
+    return _failure(Reason.settlement_pending, "submitted; the receipt is not in yet", row.network, row.payer,
+                    transaction=tx_hash)
+
+
+def _calldata_of(row: Settlement) -> bytes:
+    return eip3009.transfer_with_authorization_calldata(
+        row.payer, row.payee, row.value, row.valid_after, row.valid_before, bytes.fromhex(row.nonce[2:]),
+        bytes.fromhex(row.signature[2:]),
+    )
 
 
 def _failure(
