@@ -19,6 +19,7 @@ from app.chain.rpc import RpcClient
 from app.config import NetworkConfig, Settings
 from app.facilitator.service import Facilitator, SettlePolicy
 from app.ledger.database import create_schema, make_engine
+from app.ledger.repository import AttributionResolver
 from app.settlement.repository import SettlementRepository, SignerNonceRepository
 
 log = logging.getLogger(__name__)
@@ -39,6 +40,7 @@ class ServiceContext:
             rpc=self.rpc,
             settlements=SettlementRepository(self.engine),
             nonces=SignerNonceRepository(self.engine),
+            attribution=AttributionResolver(self.engine),
             signer=self.facilitator,
             policy=SettlePolicy.from_settings(self.settings),
         )

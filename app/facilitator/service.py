@@ -12,13 +12,14 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC
 
 from eth_account.signers.local import LocalAccount
 from starlette.concurrency import run_in_threadpool
 
 from app.chain import eip3009, sender
+from app.chain.eip712 import keccak256
 from app.chain.rpc import RpcClient, RpcError, RpcUnavailable
 from app.config import NetworkConfig, Settings
 from app.facilitator.verification import (
@@ -28,9 +29,12 @@ from app.facilitator.verification import (
     check_on_chain,
     prepare_payment,
 )
+from app.ledger.repository import Attribution, AttributionResolver
 from app.protocol import (
     AnyPaymentPayload,
     AnyPaymentRequirements,
+    PaymentPayload,
+    PaymentRequirementsV1,
     Reason,
     SettleResponse,
     SupportedKind,
@@ -71,6 +75,7 @@ class Facilitator:
         rpc: dict[str, RpcClient],
         settlements: SettlementRepository,
         nonces: SignerNonceRepository,
+        attribution: AttributionResolver,
         signer: LocalAccount | None,
         policy: SettlePolicy,
         clock: Callable[[], float] = time.time,
@@ -79,6 +84,7 @@ class Facilitator:
         self._rpc = rpc
         self._settlements = settlements
         self._nonces = nonces
+        self._attribution = attribution
         self._signer = signer
         self._policy = policy
         self._clock = clock
@@ -171,12 +177,24 @@ class Facilitator:
             await self._verify(payload, requirements)
         except PaymentInvalid as invalid:
             return _failure(invalid.reason, invalid.message, payment.network.network, invalid.payer)
-        row = await run_in_threadpool(self._settlements.create, _new_row(payment))
+        attribution = await run_in_threadpool(self._attribute, payment, payload, requirements)
+        row = await run_in_threadpool(self._settlements.create, _new_row(payment, attribution,
+                                                                         _resource_url(payload, requirements)))
         if row is None:  # another replica recorded it between our read and our insert
             existing = await self._stored(key)
             assert existing is not None
             return await self._follow(existing)
         return await self._submit(row)
+
+    def _attribute(
+        self, payment: PreparedPayment, payload: AnyPaymentPayload, requirements: AnyPaymentRequirements
+    ) -> Attribution:
+        hint = (requirements.extra or {}).get("capabilityId")
+        return self._attribution.resolve(
+            payer=payment.payer, payee=payment.payee, network=payment.network.network,
+            asset=payment.asset.address, value=payment.authorization.value,
+            resource_url=_resource_url(payload, requirements), capability_hint=hint if isinstance(hint, str) else None,
+        )
 
     async def _stored(self, key: AuthorizationKey) -> Settlement | None:
         return await run_in_threadpool(self._settlements.find, key)
@@ -254,10 +272,7 @@ class Facilitator:
             receipt.get("logs", []), row.asset, row.payer, row.payee, row.value
         )
         if transferred:
-            await run_in_threadpool(
-                self._settlements.transition, row.id, from_states=[SettlementState.SUBMITTED],
-                to_state=SettlementState.CONFIRMED, **block,
-            )
+            await run_in_threadpool(self._settlements.confirm, row.id, **block)
             return SettleResponse(success=True, transaction=tx_hash, network=row.network, payer=row.payer,
                                   amount=str(row.value))
         reason = Reason.transaction_failed if not succeeded else Reason.invalid_exact_evm_transfer_event_mismatch
@@ -376,14 +391,24 @@ def _key_of(payment: PreparedPayment) -> AuthorizationKey:
     )
 
 
-def _new_row(payment: PreparedPayment) -> Settlement:
+def _new_row(payment: PreparedPayment, attribution: Attribution, resource_url: str | None) -> Settlement:
     auth = payment.authorization
     return Settlement(
         network=payment.network.network, asset=payment.asset.address, payer=payment.payer, payee=payment.payee,
         nonce="0x" + auth.nonce.hex(), value=auth.value, valid_after=auth.valid_after,
-        valid_before=auth.valid_before, signature="0x" + auth.signature.hex(), x402_version=payment.x402_version,
-        state=SettlementState.VERIFIED,
+        valid_before=auth.valid_before, signature="0x" + auth.signature.hex(),
+        signature_hash="0x" + keccak256(auth.signature).hex(), x402_version=payment.x402_version,
+        state=SettlementState.VERIFIED, resource_url=resource_url[:2000] if resource_url else None,
+        **asdict(attribution),
     )
+
+
+def _resource_url(payload: AnyPaymentPayload, requirements: AnyPaymentRequirements) -> str | None:
+    if isinstance(requirements, PaymentRequirementsV1):
+        return requirements.resource
+    if isinstance(payload, PaymentPayload) and payload.resource is not None:
+        return payload.resource.url
+    return None
 
 
 def _same_authorization_or_used(

@@ -47,12 +47,7 @@ def check_database(engine: Engine) -> str:
 
 
 def create_schema(engine: Engine) -> None:
-    """Create every table the service owns (idempotent).
+    """Bring the ledger schema to the latest migration (idempotent)."""
+    from app.ledger.migrate import upgrade_schema
 
-    Imports the table modules so their classes are registered on ``SQLModel.metadata``.
-    """
-    from sqlmodel import SQLModel
-
-    import app.settlement.models  # noqa: F401  (registers the tables)
-
-    SQLModel.metadata.create_all(engine)
+    upgrade_schema(engine)

@@ -52,6 +52,16 @@ class Settlement(SQLModel, table=True):
     valid_before: int = Field(sa_type=Uint256)
     signature: str  # 0x hex; not a secret (it can only pay this payee), needed to resend after a crash
     x402_version: int
+    signature_hash: str = Field(default="", max_length=66)  # keccak of the signature, for lookups and exports
+    # Attribution, resolved when the authorization is recorded (agent by payer wallet, capability by
+    # payTo + resource); "unregistered" when unknown.
+    agent_id: str = Field(default="unregistered", max_length=64, index=True)
+    team: str = Field(default="unregistered", max_length=64)
+    cost_center: str = Field(default="unregistered", max_length=64)
+    capability_id: str = Field(default="unregistered", max_length=64, index=True)
+    provider: str = Field(default="unregistered", max_length=64)
+    resource_url: str | None = Field(default=None, max_length=2000)
+    request_id: str | None = Field(default=None, max_length=128)
     state: str = Field(default=SettlementState.VERIFIED, max_length=16, index=True)
     signer: str | None = Field(default=None, max_length=42)  # facilitator hot wallet that sent it
     tx_nonce: int | None = None
@@ -67,6 +77,7 @@ class Settlement(SQLModel, table=True):
     submitted_at: datetime | None = Field(default=None, sa_column=_timestamp())
     confirmed_at: datetime | None = Field(default=None, sa_column=_timestamp())
     failed_at: datetime | None = Field(default=None, sa_column=_timestamp())
+    finalized_at: datetime | None = Field(default=None, sa_column=_timestamp())
     updated_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp(nullable=False))
 
 

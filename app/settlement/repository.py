@@ -15,7 +15,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from app.settlement.models import Settlement, SettlementState, SignerNonce, utc_now
+from app.ledger.journal import reversal_of, settlement_lines
+from app.ledger.models import JournalLine
+from app.settlement.models import SUCCESS_STATES, Settlement, SettlementState, SignerNonce, utc_now
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,47 @@ class SettlementRepository:
             result = session.exec(statement)
             session.commit()
             return result.rowcount == 1
+
+    def confirm(self, settlement_id: int, **block: object) -> bool:
+        """submitted -> confirmed and the journal lines, in ONE transaction: the ledger never shows a
+        confirmed settlement without its money, nor money without its settlement."""
+        now = utc_now()
+        statement = (
+            update(Settlement)
+            .where(Settlement.id == settlement_id, Settlement.state == SettlementState.SUBMITTED.value)
+            .values(state=SettlementState.CONFIRMED.value, confirmed_at=now, updated_at=now, **block)
+        )
+        with Session(self._engine) as session:
+            if session.exec(statement).rowcount != 1:
+                session.rollback()
+                return False
+            settlement = session.get(Settlement, settlement_id)
+            assert settlement is not None
+            session.add_all(settlement_lines(settlement))
+            session.commit()
+            return True
+
+    def reverse(self, settlement_id: int, *, to_state: SettlementState, reason: str, memo: str) -> bool:
+        """Undo a confirmed settlement (e.g. its block was reorged away or reconciliation found it
+        reverted): move it to ``to_state`` and book a reversing line for each of its lines, atomically."""
+        now = utc_now()
+        statement = (
+            update(Settlement)
+            .where(Settlement.id == settlement_id,
+                   Settlement.state.in_([s.value for s in SUCCESS_STATES]))
+            .values(state=to_state.value, error_reason=reason, error_message=memo, failed_at=now, updated_at=now)
+        )
+        with Session(self._engine) as session:
+            if session.exec(statement).rowcount != 1:
+                session.rollback()
+                return False
+            originals = session.exec(
+                select(JournalLine).where(JournalLine.settlement_id == settlement_id,
+                                          JournalLine.reverses_id.is_(None))
+            ).scalars().all()
+            session.add_all([reversal_of(line, memo) for line in originals])
+            session.commit()
+            return True
 
     def in_states(self, states: Iterable[SettlementState], limit: int = 1000) -> list[Settlement]:
         with Session(self._engine) as session:

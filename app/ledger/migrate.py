@@ -1,0 +1,34 @@
+"""Schema migrations (Alembic), one history for SQLite and PostgreSQL.
+
+The service upgrades to the latest revision at start-up; ``new_revision`` is the maintainer's tool
+for writing the next migration from the SQLModel tables.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy.engine import Engine
+
+MIGRATIONS = Path(__file__).with_name("migrations")
+
+
+def _config(connection: object) -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    return config
+
+
+def upgrade_schema(engine: Engine) -> None:
+    """Bring the database to the latest revision (idempotent)."""
+    with engine.begin() as connection:
+        command.upgrade(_config(connection), "head")
+
+
+def new_revision(engine: Engine, message: str) -> None:
+    """Autogenerate a migration from the difference between the tables and ``engine``'s database."""
+    with engine.begin() as connection:
+        command.revision(_config(connection), message=message, autogenerate=True)
