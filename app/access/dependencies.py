@@ -1,0 +1,50 @@
+"""FastAPI dependencies that turn ``Authorization: Bearer <key>`` into a principal with scopes."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from fastapi import Depends, Request
+from starlette.concurrency import run_in_threadpool
+
+from app.access.keys import ApiKeyRepository, Scope
+from app.context import ServiceContext, get_context
+from app.errors import Forbidden, Unauthorized
+
+
+@dataclass(frozen=True)
+class Principal:
+    name: str
+    scopes: frozenset[Scope]
+    provider_team: str | None = None
+
+    def has(self, scope: Scope) -> bool:
+        return Scope.ADMIN in self.scopes or scope in self.scopes
+
+
+def bearer_key(request: Request) -> str | None:
+    scheme, _, key = request.headers.get("authorization", "").partition(" ")
+    return key.strip() if scheme.lower() == "bearer" and key.strip() else None
+
+
+async def authenticate(request: Request, context: ServiceContext = Depends(get_context)) -> Principal:
+    key = bearer_key(request)
+    if key is None:
+        raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
+    row = await run_in_threadpool(ApiKeyRepository(context.engine).active_by_key, key)
+    if row is None:
+        raise Unauthorized("the API key is not valid or has been revoked")
+    return Principal(name=row.name, scopes=frozenset(Scope(s) for s in row.scopes), provider_team=row.provider_team)
+
+
+def require_scope(*scopes: Scope) -> Callable[..., Awaitable[Principal]]:
+    """A dependency admitting principals that hold any of ``scopes`` (admin holds all)."""
+
+    async def dependency(principal: Principal = Depends(authenticate)) -> Principal:
+        if not any(principal.has(scope) for scope in scopes):
+            needed = " or ".join(scope.value for scope in scopes)
+            raise Forbidden(f"the key {principal.name!r} lacks the {needed} scope")
+        return principal
+
+    return dependency
