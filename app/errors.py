@@ -46,9 +46,21 @@ class NotFound(ServiceError):
     reason = "not_found"
 
 
+class Conflict(ServiceError):
+    status_code = 409
+    reason = "conflict"
+
+
 class PayloadTooLarge(ServiceError):
     status_code = 413
     reason = "request_too_large"
+
+
+class ServiceUnavailable(ServiceError):
+    """A dependency (the chain's RPC endpoint, the database) cannot be reached right now: retry later."""
+
+    status_code = 503
+    reason = "service_unavailable"
 
 
 def install_error_handlers(app: FastAPI) -> None:

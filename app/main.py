@@ -13,6 +13,8 @@ from app.config import Settings
 from app.context import ServiceContext
 from app.errors import install_error_handlers
 from app.facilitator.routes import router as facilitator_router
+from app.ledger.reconcile_routes import router as reconcile_router
+from app.ledger.registry_routes import router as registry_router
 from app.observability.routes import router as health_router
 
 log = logging.getLogger(__name__)
@@ -55,4 +57,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(facilitator_router)
+    app.include_router(registry_router)
+    app.include_router(reconcile_router)
     return app

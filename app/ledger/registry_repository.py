@@ -1,0 +1,135 @@
+"""SQL for registry writes that must be all-or-nothing or conditional on who owns a row.
+
+- Imports write every row in one transaction: either the whole file is in, or none of it.
+- A provider's write of a capability checks the owning team and writes in the same transaction
+  (the row is locked on PostgreSQL), so a capability cannot change hands between the check and
+  the write.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session
+
+from app.ledger.models import Agent, Capability, CapabilityStatus
+from app.ledger.repository import DuplicateError
+from app.settlement.models import utc_now
+
+AGENT_UPDATABLE = ("wallet", "name", "team", "cost_center", "owner", "labels")
+
+
+class NotOwner(PermissionError):
+    """The capability belongs to another provider team; ``team`` names the owner."""
+
+    def __init__(self, capability_id: str, team: str) -> None:
+        super().__init__(f"capability {capability_id!r} belongs to provider team {team!r}")
+        self.capability_id = capability_id
+        self.team = team
+
+
+class RegistryRepository:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def upsert_agents(self, agents: Iterable[Agent], on_row: Callable[[], None] | None = None) -> tuple[int, int]:
+        """Insert or update (by agent_id) every agent in one transaction; returns (created, updated).
+
+        Raises :class:`DuplicateError` naming the wallet when the database refuses a row; then
+        nothing is written.
+        """
+        created = updated = 0
+        with Session(self._engine) as session:
+            for agent in agents:
+                existing = session.exec(select(Agent).where(Agent.agent_id == agent.agent_id)).scalar_one_or_none()
+                if existing is None:
+                    session.add(Agent(**{field: getattr(agent, field) for field in ("agent_id", *AGENT_UPDATABLE)}))
+                    created += 1
+                else:
+                    for field in AGENT_UPDATABLE:
+                        setattr(existing, field, getattr(agent, field))
+                    updated += 1
+                try:
+                    session.flush()
+                except IntegrityError:
+                    session.rollback()
+                    raise DuplicateError(
+                        f"agent {agent.agent_id!r}: wallet {agent.wallet} belongs to another agent"
+                    ) from None
+                if on_row is not None:
+                    on_row()
+            session.commit()
+        return created, updated
+
+    def upsert_capabilities(
+        self, capabilities: Iterable[Capability], on_row: Callable[[], None] | None = None
+    ) -> tuple[int, int]:
+        """Insert or replace (by id) every capability in one transaction; returns (created, updated)."""
+        created = updated = 0
+        with Session(self._engine) as session:
+            for capability in capabilities:
+                if self._put(session, capability)[1]:
+                    created += 1
+                else:
+                    updated += 1
+                if on_row is not None:
+                    on_row()
+            try:
+                session.commit()
+            except IntegrityError:
+                raise DuplicateError("a capability was created concurrently; run the import again") from None
+        return created, updated
+
+    def put_capability(self, capability: Capability, *, team: str | None = None) -> tuple[Capability, bool]:
+        """Create or replace ``capability``; returns the stored row and True when it was new.
+
+        With ``team`` (a provider's write), both the new capability and the one it replaces must
+        belong to ``team``, else :class:`NotOwner`; the check and the write are one transaction.
+        """
+        if team is not None and capability.provider_team != team:
+            raise NotOwner(capability.id, capability.provider_team)
+        with Session(self._engine, expire_on_commit=False) as session:
+            existing = session.get(Capability, capability.id, with_for_update=True)
+            if team is not None and existing is not None and existing.provider_team != team:
+                raise NotOwner(capability.id, existing.provider_team)
+            row, created = self._put(session, capability, existing=existing, looked_up=True)
+            try:
+                session.commit()
+            except IntegrityError:
+                raise DuplicateError(f"capability {capability.id!r} was created concurrently; retry") from None
+        return row, created
+
+    def set_capability_status(
+        self, capability_id: str, status: CapabilityStatus, *, team: str | None = None
+    ) -> Capability | None:
+        """Set the status; None when there is no such capability; :class:`NotOwner` when ``team`` is
+        given and is not the capability's provider team."""
+        with Session(self._engine, expire_on_commit=False) as session:
+            existing = session.get(Capability, capability_id, with_for_update=True)
+            if existing is None:
+                return None
+            if team is not None and existing.provider_team != team:
+                raise NotOwner(capability_id, existing.provider_team)
+            existing.status = status.value
+            existing.updated_at = utc_now()
+            session.commit()
+            return existing
+
+    @staticmethod
+    def _put(
+        session: Session, capability: Capability, *, existing: Capability | None = None, looked_up: bool = False
+    ) -> tuple[Capability, bool]:
+        """Replace every field but id and created_at (a full replace, not a merge)."""
+        if not looked_up:
+            existing = session.get(Capability, capability.id)
+        if existing is None:
+            session.add(capability)
+            return capability, True
+        for field in Capability.model_fields:
+            if field not in ("id", "created_at", "updated_at"):
+                setattr(existing, field, getattr(capability, field))
+        existing.updated_at = utc_now()
+        return existing, False

@@ -1,0 +1,176 @@
+"""Registry API: capabilities (read by any key, written by admins and their own provider) and agents.
+
+Bodies are camelCase JSON (snake_case is accepted too); prices are integers of atomic units, sent as
+a number or a decimal string, and returned as a decimal string. Validation errors are 400 naming
+the field; a provider writing another team's capability is 403 naming the team.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Body, Depends, Query, Response
+from starlette.concurrency import run_in_threadpool
+
+from app.access.dependencies import Principal, authenticate, require_scope
+from app.access.keys import Scope
+from app.config import known_networks
+from app.context import ServiceContext, get_context
+from app.errors import BadRequest, Conflict, Forbidden, NotFound
+from app.ledger.models import CapabilityStatus
+from app.ledger.registry_repository import NotOwner, RegistryRepository
+from app.ledger.registry_validation import (
+    RegistryValidationError,
+    agent_to_json,
+    capability_to_json,
+    validate_agent,
+    validate_capability,
+    validate_status,
+)
+from app.ledger.repository import AgentRepository, CapabilityRepository, DuplicateError
+
+router = APIRouter(tags=["registry"])
+
+
+def _write_team(principal: Principal) -> str | None:
+    """None for an admin (any team); the key's provider team for a provider key."""
+    if Scope.ADMIN in principal.scopes:
+        return None
+    if not principal.provider_team:
+        raise Forbidden(f"the key {principal.name!r} has the provider scope but no provider team")
+    return principal.provider_team
+
+
+def _approval_is_for_admins(principal: Principal) -> Forbidden:
+    # A provider may list, re-price, suspend or re-open its capabilities; making one payable is a review.
+    return Forbidden(f"the key {principal.name!r} cannot approve a capability: an admin approves; "
+                     "submit it as pending")
+
+
+def _not_owner(principal: Principal, error: NotOwner) -> Forbidden:
+    return Forbidden(
+        f"the key {principal.name!r} writes for provider team {principal.provider_team!r}; "
+        f"capability {error.capability_id!r} belongs to team {error.team!r}"
+    )
+
+
+@router.get("/capabilities", summary="Capabilities in the registry (any valid key)")
+async def list_capabilities(
+    status: str | None = Query(default=None, description="approved, pending or suspended"),
+    provider_team: str | None = Query(default=None, alias="providerTeam"),
+    _principal: Principal = Depends(authenticate),
+    context: ServiceContext = Depends(get_context),
+) -> list[dict[str, Any]]:
+    try:
+        wanted = validate_status(status) if status is not None else None
+    except RegistryValidationError as error:
+        raise BadRequest(str(error)) from None
+    rows = await run_in_threadpool(
+        CapabilityRepository(context.engine).list, status=wanted, provider_team=provider_team
+    )
+    return [capability_to_json(row) for row in rows]
+
+
+@router.put("/capabilities/{capability_id}", summary="Create or replace a capability (admin or its provider)")
+async def put_capability(
+    capability_id: str,
+    response: Response,
+    body: dict[str, Any] = Body(..., examples=[{
+        "providerTeam": "maps", "name": "Geocode", "price": "10000", "network": "eip155:84532",
+        "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e", "payTo": "0x" + "ab" * 20, "route": "/geocode",
+        "status": "approved",
+    }]),
+    principal: Principal = Depends(require_scope(Scope.ADMIN, Scope.PROVIDER)),
+    context: ServiceContext = Depends(get_context),
+) -> dict[str, Any]:
+    """A whole replace: fields not given take their defaults (method GET, mimeType application/json,
+    status pending); the creation time is kept. 201 when created, 200 when replaced."""
+    team = _write_team(principal)
+    if "id" in body and body["id"] != capability_id:
+        raise BadRequest(f"id: the body names {body['id']!r}, the path {capability_id!r}")
+    try:
+        networks = known_networks(context.settings.networks_file)
+        capability = validate_capability({**body, "id": capability_id}, networks=networks)
+    except RegistryValidationError as error:
+        raise BadRequest(str(error)) from None
+    if team is not None and capability.status == CapabilityStatus.APPROVED:
+        existing = await run_in_threadpool(CapabilityRepository(context.engine).get, capability_id)
+        if existing is None or existing.status != CapabilityStatus.APPROVED:
+            raise _approval_is_for_admins(principal)
+    try:
+        row, created = await run_in_threadpool(RegistryRepository(context.engine).put_capability, capability,
+                                               team=team)
+    except NotOwner as error:
+        raise _not_owner(principal, error) from None
+    except DuplicateError as error:
+        raise Conflict(str(error)) from None
+    response.status_code = 201 if created else 200
+    return capability_to_json(row)
+
+
+@router.post("/capabilities/{capability_id}/status", summary="Approve, suspend or re-open a capability")
+async def set_capability_status(
+    capability_id: str,
+    body: dict[str, Any] = Body(..., examples=[{"status": "suspended"}]),
+    principal: Principal = Depends(require_scope(Scope.ADMIN, Scope.PROVIDER)),
+    context: ServiceContext = Depends(get_context),
+) -> dict[str, Any]:
+    team = _write_team(principal)
+    unknown = set(body) - {"status"}
+    if unknown:
+        raise BadRequest(f"{sorted(unknown)[0]}: unknown field; the body is {{\"status\": ...}}")
+    try:
+        status = validate_status(body.get("status"))
+    except RegistryValidationError as error:
+        raise BadRequest(str(error)) from None
+    if team is not None and status == CapabilityStatus.APPROVED:
+        raise _approval_is_for_admins(principal)
+    try:
+        row = await run_in_threadpool(
+            RegistryRepository(context.engine).set_capability_status, capability_id, status, team=team
+        )
+    except NotOwner as error:
+        raise _not_owner(principal, error) from None
+    if row is None:
+        raise NotFound(f"no capability {capability_id!r}")
+    return capability_to_json(row)
+
+
+@router.get("/agents", summary="Registered agents (finance or admin)")
+async def list_agents(
+    _principal: Principal = Depends(require_scope(Scope.FINANCE)),
+    context: ServiceContext = Depends(get_context),
+) -> list[dict[str, Any]]:
+    rows = await run_in_threadpool(AgentRepository(context.engine).list)
+    return [agent_to_json(row) for row in rows]
+
+
+@router.put("/agents/{agent_id}", summary="Create or update an agent (admin)")
+async def put_agent(
+    agent_id: str,
+    response: Response,
+    body: dict[str, Any] = Body(..., examples=[{
+        "wallet": "0x" + "cd" * 20, "name": "Fleet 7", "team": "logistics", "costCenter": "cc-1200",
+        "owner": "ops@example.com", "labels": {"env": "prod"},
+    }]),
+    _principal: Principal = Depends(require_scope(Scope.ADMIN)),
+    context: ServiceContext = Depends(get_context),
+) -> dict[str, Any]:
+    """A whole replace of the agent's fields; 201 when created, 200 when updated; 409 when the wallet
+    belongs to another agent."""
+    given = body.get("agentId", body.get("agent_id", agent_id))
+    if given != agent_id:
+        raise BadRequest(f"agent_id: the body names {given!r}, the path {agent_id!r}")
+    fields = {key: value for key, value in body.items() if key not in ("agentId", "agent_id")}
+    try:
+        agent = validate_agent({**fields, "agent_id": agent_id})
+    except RegistryValidationError as error:
+        raise BadRequest(str(error)) from None
+    repository = RegistryRepository(context.engine)
+    try:
+        created, _ = await run_in_threadpool(repository.upsert_agents, [agent])
+    except DuplicateError as error:
+        raise Conflict(str(error)) from None
+    stored = await run_in_threadpool(AgentRepository(context.engine).by_wallet, agent.wallet)
+    response.status_code = 201 if created else 200
+    return agent_to_json(stored or agent)
