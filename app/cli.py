@@ -16,6 +16,7 @@ import uvicorn
 
 from app.access.cli import keys_cli
 from app.config import ConfigError, Settings
+from app.ledger.export_cli import export_command
 from app.ledger.reconcile_cli import reconcile_command
 from app.ledger.registry_cli import agents_cli, capabilities_cli
 from app.main import create_app
@@ -27,6 +28,9 @@ cli = typer.Typer(help="x402 settlement service: facilitator, settlement ledger 
 cli.add_typer(agents_cli, name="agents", help="The agent registry: who pays, in which team and cost centre.")
 cli.add_typer(capabilities_cli, name="capabilities", help="The capability registry: what is paid for, at what price.")
 cli.add_typer(keys_cli, name="keys", help="API keys with scopes (admin, finance, provider, facilitator).")
+cli.command("export", help="Stream a finance export (journal lines or a rollup) to a file: CSV, JSON Lines, Parquet.")(
+    export_command
+)
 cli.command("reconcile", help="Compare the ledger with the token's on-chain events; exit 1 on discrepancies.")(
     reconcile_command
 )

@@ -15,6 +15,7 @@ from app.errors import install_error_handlers
 from app.facilitator.routes import router as facilitator_router
 from app.ledger.reconcile_routes import router as reconcile_router
 from app.ledger.registry_routes import router as registry_router
+from app.ledger.routes import router as ledger_router
 from app.observability.routes import router as health_router
 
 log = logging.getLogger(__name__)
@@ -59,4 +60,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(facilitator_router)
     app.include_router(registry_router)
     app.include_router(reconcile_router)
+    app.include_router(ledger_router)
     return app

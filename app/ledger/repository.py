@@ -44,7 +44,7 @@ class AgentRepository:
 
     def upsert(self, agent: Agent) -> bool:
         """Insert, or update the agent with the same agent_id; True when it was new."""
-        with Session(self._engine) as session:
+        with Session(self._engine, expire_on_commit=False) as session:
             existing = session.exec(select(Agent).where(Agent.agent_id == agent.agent_id)).scalar_one_or_none()
             if existing is None:
                 session.add(agent)
@@ -76,7 +76,7 @@ class CapabilityRepository:
 
     def upsert(self, capability: Capability) -> bool:
         """Insert, or replace the capability with the same id; True when it was new."""
-        with Session(self._engine) as session:
+        with Session(self._engine, expire_on_commit=False) as session:
             existing = session.get(Capability, capability.id)
             if existing is None:
                 session.add(capability)

@@ -1,0 +1,113 @@
+"""Finance's HTTP reads of the ledger: attribution, settlements, exports. All need the finance scope.
+
+Thin: parse, call the ledger module, map its errors to :class:`BadRequest`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+
+from app.access.dependencies import require_scope
+from app.access.keys import Scope
+from app.context import ServiceContext, get_context
+from app.errors import BadRequest
+from app.ledger.attribution import AttributionQueryError, attribution, parse_bucket, parse_group_by
+from app.ledger.exports import ExportError, asset_table_from_settings, prepare_export
+from app.ledger.settlements_query import (
+    DEFAULT_LIMIT,
+    SettlementFilters,
+    SettlementQuery,
+    SettlementQueryError,
+    settlement_json,
+)
+from app.settlement.models import utc_now
+
+router = APIRouter(prefix="/ledger", tags=["ledger"], dependencies=[Depends(require_scope(Scope.FINANCE))])
+
+From = Annotated[datetime | None, Query(alias="from", description="inclusive start, ISO-8601 (naive = UTC)")]
+To = Annotated[datetime | None, Query(alias="to", description="exclusive end, ISO-8601 (naive = UTC)")]
+States = Annotated[list[str] | None, Query(alias="state", description="settlement states, repeated or comma-separated")]
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")
+
+
+@router.get("/attribution")
+def get_attribution(
+    context: Annotated[ServiceContext, Depends(get_context)],
+    group_by: Annotated[str, Query(description="agent | team | cost_center | capability | provider")] = "agent",
+    bucket: Annotated[str, Query(description="hour | day | month")] = "day",
+    start: From = None,
+    end: To = None,
+    state: States = None,
+) -> dict[str, Any]:
+    """Net spend, settlement count and network fees per group and UTC time bucket (atomic units as strings)."""
+    try:
+        group = parse_group_by(group_by)
+        size = parse_bucket(bucket)
+        rows = attribution(context.engine, group_by=group, bucket=size, start=start, end=end, states=state)
+    except AttributionQueryError as error:
+        raise BadRequest(str(error)) from None
+    return {
+        "groupBy": group.value,
+        "bucket": size.value,
+        "rows": [
+            {"bucket": _iso(row.bucket), "group": row.group, "asset": row.asset, "amount": str(row.amount),
+             "count": row.count, "fees": str(row.fees)}
+            for row in rows
+        ],
+    }
+
+
+@router.get("/settlements")
+def list_settlements(
+    context: Annotated[ServiceContext, Depends(get_context)],
+    agent_id: str | None = None,
+    team: str | None = None,
+    capability_id: str | None = None,
+    provider: str | None = None,
+    state: str | None = None,
+    network: str | None = None,
+    payer: str | None = None,
+    start: From = None,
+    end: To = None,
+    cursor: str | None = None,
+    limit: int = DEFAULT_LIMIT,
+) -> dict[str, Any]:
+    """Settlements by id, filtered; pass ``nextCursor`` back as ``cursor`` for the next page (null at the end)."""
+    filters = SettlementFilters(agent_id=agent_id, team=team, capability_id=capability_id, provider=provider,
+                                state=state, network=network, payer=payer, created_from=start, created_to=end)
+    try:
+        page = SettlementQuery(context.engine).page(filters, cursor=cursor, limit=limit)
+    except SettlementQueryError as error:
+        raise BadRequest(str(error)) from None
+    return {"items": [settlement_json(item) for item in page.items], "nextCursor": page.next_cursor}
+
+
+@router.get("/export")
+def export(
+    context: Annotated[ServiceContext, Depends(get_context)],
+    format: Annotated[str, Query(description="csv | jsonl | parquet")] = "csv",
+    kind: Annotated[str, Query(description="journal | rollup")] = "journal",
+    start: From = None,
+    end: To = None,
+    group_by: Annotated[str, Query(description="rollup only")] = "agent",
+    bucket: Annotated[str, Query(description="rollup only")] = "day",
+    state: States = None,
+) -> StreamingResponse:
+    """A streamed file with the columns documented in docs/export-schema.md."""
+    try:
+        request = prepare_export(context.engine, asset_table_from_settings(context.settings), format=format,
+                                 kind=kind, start=start, end=end, group_by=group_by, bucket=bucket, states=state)
+    except ExportError as error:
+        raise BadRequest(str(error)) from None
+    filename = request.filename(utc_now())
+    return StreamingResponse(
+        request.chunks(), media_type=request.media_type,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

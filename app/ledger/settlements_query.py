@@ -1,0 +1,170 @@
+"""Finance's read of settlements: filters and cursor pagination (the only SQL for this read).
+
+The cursor is opaque to callers: URL-safe base64 of the last id returned. Pages are ordered by id,
+so rows inserted while a caller pages through appear at the end and no row is seen twice.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from eth_utils import is_address, to_checksum_address
+from sqlalchemy import select
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from app.ledger.attribution import as_utc
+from app.settlement.models import Settlement, SettlementState
+
+DEFAULT_LIMIT = 100
+MAX_LIMIT = 500
+_CURSOR_PREFIX = "s1:"
+
+
+class SettlementQueryError(ValueError):
+    """A filter, cursor or limit cannot be used; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class SettlementFilters:
+    agent_id: str | None = None
+    team: str | None = None
+    capability_id: str | None = None
+    provider: str | None = None
+    state: str | None = None
+    network: str | None = None
+    payer: str | None = None
+    created_from: datetime | None = None  # inclusive
+    created_to: datetime | None = None  # exclusive
+
+
+@dataclass(frozen=True)
+class SettlementPage:
+    items: list[Settlement]
+    next_cursor: str | None
+
+
+def encode_cursor(last_id: int) -> str:
+    return base64.urlsafe_b64encode(f"{_CURSOR_PREFIX}{last_id}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise SettlementQueryError("cursor is not one this service issued") from None
+    if not raw.startswith(_CURSOR_PREFIX) or not raw[len(_CURSOR_PREFIX):].isdigit():
+        raise SettlementQueryError("cursor is not one this service issued")
+    return int(raw[len(_CURSOR_PREFIX):])
+
+
+def normalize_filters(filters: SettlementFilters) -> SettlementFilters:
+    """Validated filters: known state, checksummed payer, UTC times in order."""
+    state = filters.state
+    if state is not None:
+        try:
+            state = SettlementState(state).value
+        except ValueError:
+            allowed = ", ".join(s.value for s in SettlementState)
+            raise SettlementQueryError(f"state must be one of {allowed}; got {state!r}") from None
+    payer = filters.payer
+    if payer is not None:
+        if not is_address(payer):
+            raise SettlementQueryError(f"payer is not an address: {payer!r}")
+        payer = to_checksum_address(payer)
+    created_from, created_to = as_utc(filters.created_from), as_utc(filters.created_to)
+    if created_from is not None and created_to is not None and created_to < created_from:
+        raise SettlementQueryError("'to' is before 'from'")
+    return SettlementFilters(
+        agent_id=filters.agent_id, team=filters.team, capability_id=filters.capability_id,
+        provider=filters.provider, state=state, network=filters.network, payer=payer,
+        created_from=created_from, created_to=created_to,
+    )
+
+
+class SettlementQuery:
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def page(
+        self, filters: SettlementFilters, *, cursor: str | None = None, limit: int = DEFAULT_LIMIT
+    ) -> SettlementPage:
+        if not 1 <= limit <= MAX_LIMIT:
+            raise SettlementQueryError(f"limit must be between 1 and {MAX_LIMIT}; got {limit}")
+        after = decode_cursor(cursor) if cursor else None
+        filters = normalize_filters(filters)
+        statement = select(Settlement)
+        for column, value in (
+            (Settlement.agent_id, filters.agent_id),
+            (Settlement.team, filters.team),
+            (Settlement.capability_id, filters.capability_id),
+            (Settlement.provider, filters.provider),
+            (Settlement.state, filters.state),
+            (Settlement.network, filters.network),
+            (Settlement.payer, filters.payer),
+        ):
+            if value is not None:
+                statement = statement.where(column == value)
+        if filters.created_from is not None:
+            statement = statement.where(Settlement.created_at >= filters.created_from)
+        if filters.created_to is not None:
+            statement = statement.where(Settlement.created_at < filters.created_to)
+        if after is not None:
+            statement = statement.where(Settlement.id > after)
+        statement = statement.order_by(Settlement.id).limit(limit + 1)
+        with Session(self._engine) as session:
+            rows = list(session.exec(statement).scalars())
+        more = len(rows) > limit
+        rows = rows[:limit]
+        next_cursor = encode_cursor(rows[-1].id) if more and rows[-1].id is not None else None
+        return SettlementPage(items=rows, next_cursor=next_cursor)
+
+
+def _iso(moment: datetime | None) -> str | None:
+    moment = as_utc(moment)
+    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
+
+
+def settlement_json(settlement: Settlement) -> dict[str, Any]:
+    """The public view of a settlement: amounts as decimal strings of atomic units, times in UTC.
+
+    The signature and the raw transaction are left out: they are large and finance has no use for them.
+    """
+    return {
+        "id": settlement.id,
+        "network": settlement.network,
+        "asset": settlement.asset,
+        "payer": settlement.payer,
+        "payee": settlement.payee,
+        "nonce": settlement.nonce,
+        "value": str(settlement.value),
+        "validAfter": str(settlement.valid_after),
+        "validBefore": str(settlement.valid_before),
+        "x402Version": settlement.x402_version,
+        "signatureHash": settlement.signature_hash,
+        "agentId": settlement.agent_id,
+        "team": settlement.team,
+        "costCenter": settlement.cost_center,
+        "capabilityId": settlement.capability_id,
+        "provider": settlement.provider,
+        "resourceUrl": settlement.resource_url,
+        "requestId": settlement.request_id,
+        "state": settlement.state,
+        "signer": settlement.signer,
+        "txHash": settlement.tx_hash,
+        "blockNumber": settlement.block_number,
+        "blockHash": settlement.block_hash,
+        "gasUsed": settlement.gas_used,
+        "effectiveGasPrice": None if settlement.effective_gas_price is None else str(settlement.effective_gas_price),
+        "errorReason": settlement.error_reason,
+        "createdAt": _iso(settlement.created_at),
+        "submittedAt": _iso(settlement.submitted_at),
+        "confirmedAt": _iso(settlement.confirmed_at),
+        "failedAt": _iso(settlement.failed_at),
+        "finalizedAt": _iso(settlement.finalized_at),
+        "updatedAt": _iso(settlement.updated_at),
+    }

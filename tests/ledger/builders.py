@@ -1,0 +1,86 @@
+"""Ledger test data, built through the repositories the service itself uses."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from app.ledger.models import JournalLine
+from app.settlement.models import Settlement, SettlementState
+from app.settlement.repository import SettlementRepository
+
+NETWORK = "eip155:84532"
+USDC = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"
+PAYER = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"
+PAYEE = "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC"
+SIGNER = "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"
+
+_nonces = itertools.count(1)
+
+
+def settlement(
+    *, value: int, agent_id: str = "agent-1", team: str = "team-a", cost_center: str = "cc-1",
+    capability_id: str = "cap-1", provider: str = "prov-1", payer: str = PAYER, asset: str = USDC,
+    network: str = NETWORK,
+) -> Settlement:
+    nonce = next(_nonces)
+    return Settlement(
+        network=network, asset=asset, payer=payer, payee=PAYEE, nonce=f"0x{nonce:064x}", value=value,
+        valid_after=0, valid_before=2**40, signature="0x" + "11" * 65, x402_version=2, agent_id=agent_id,
+        team=team, cost_center=cost_center, capability_id=capability_id, provider=provider,
+    )
+
+
+def record(engine: Engine, row: Settlement) -> Settlement:
+    created = SettlementRepository(engine).create(row)
+    assert created is not None and created.id is not None
+    return created
+
+
+def confirm(engine: Engine, row: Settlement, *, gas_used: int = 0, gas_price: int = 0,
+            booked_at: datetime | None = None) -> Settlement:
+    """Record ``row`` and take it verified -> submitted -> confirmed (which books its journal lines).
+
+    ``booked_at`` back-dates its journal lines (a test needs lines in chosen hours, days, months);
+    only the test does that, never the service.
+    """
+    repository = SettlementRepository(engine)
+    created = record(engine, row)
+    assert repository.transition(created.id, from_states=[SettlementState.VERIFIED],
+                                 to_state=SettlementState.SUBMITTED, signer=SIGNER,
+                                 tx_hash=f"0x{created.id:064x}")
+    assert repository.confirm(created.id, gas_used=gas_used, effective_gas_price=gas_price, block_number=1)
+    if booked_at is not None:
+        backdate(engine, created.id, booked_at)
+    return created
+
+
+def backdate(engine: Engine, settlement_id: int, booked_at: datetime, *, reversals: bool = False) -> None:
+    statement = update(JournalLine).where(JournalLine.settlement_id == settlement_id).values(booked_at=booked_at)
+    if reversals:
+        statement = statement.where(JournalLine.entry_type == "reversal")
+    else:
+        statement = statement.where(JournalLine.entry_type != "reversal")
+    with Session(engine) as session:
+        session.exec(statement)
+        session.commit()
+
+
+def reverse(engine: Engine, settlement_id: int, *, booked_at: datetime | None = None) -> None:
+    assert SettlementRepository(engine).reverse(settlement_id, to_state=SettlementState.FAILED,
+                                                reason="reorged", memo="block reorged away")
+    if booked_at is not None:
+        backdate(engine, settlement_id, booked_at, reversals=True)
+
+
+def fail(engine: Engine, row: Settlement) -> Settlement:
+    """Record ``row`` and let it fail before confirmation: no journal lines."""
+    repository = SettlementRepository(engine)
+    created = record(engine, row)
+    assert repository.transition(created.id, from_states=[SettlementState.VERIFIED],
+                                 to_state=SettlementState.FAILED, error_reason="reverted")
+    return created
