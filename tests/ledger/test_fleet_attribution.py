@@ -87,3 +87,20 @@ def test_fleet_spend_is_attributed_per_agent_team_and_capability_and_matches_the
     assert set(by_capability) == {"weather", "maps", "translate"}
     assert set(by_provider) == {"geo", "lang"}
     engine.dispose()
+
+
+def test_a_payer_we_do_not_know_is_recorded_and_attributed_to_unregistered(
+    facilitator_settings, database_url, dev_deployment
+):
+    facilitator_settings.database_url = database_url
+    payer, payee = dev_deployment.wallets.agents[5], dev_deployment.wallets.providers[1].address
+    with TestClient(create_app(facilitator_settings)) as client:
+        signed = sign_exact(payer, to=payee, value=777)
+        assert client.post("/settle", json=body_v2(signed, requirements_v2(payee, 777))).json()["success"] is True
+    engine = make_engine(database_url)
+    try:
+        for group_by in ("agent", "team", "cost_center", "capability", "provider"):
+            rows = attribution(engine, group_by=group_by, bucket="day")
+            assert [(row.group, row.amount, row.count) for row in rows] == [("unregistered", 777, 1)]
+    finally:
+        engine.dispose()
