@@ -148,3 +148,31 @@ def test_a_receipt_that_does_not_arrive_in_time_is_pending_with_its_hash_and_a_r
     assert settled["success"] is True
     assert settled["transaction"] == pending["transaction"]
     assert watched.moved() == {payer.address: -PRICE, payee: PRICE}
+
+
+def test_api_keys_with_the_facilitator_scope_guard_verify_and_settle_when_required(facilitator_settings, payer, payee):
+    from fastapi.testclient import TestClient
+
+    from app.access.keys import ApiKeyRepository, Scope
+    from app.ledger.database import create_schema, make_engine
+    from app.main import create_app
+
+    facilitator_settings.facilitator_require_api_key = True
+    engine = make_engine(facilitator_settings.database_url)
+    create_schema(engine)
+    keys = ApiKeyRepository(engine)
+    _, server_key = keys.create("resource-server", [Scope.FACILITATOR])
+    _, finance_key = keys.create("finance", [Scope.FINANCE])
+    _, revoked_key = keys.create("old-server", [Scope.FACILITATOR])
+    keys.revoke("old-server")
+    body = paid_body(payer, payee, PRICE)
+    with TestClient(create_app(facilitator_settings)) as client:
+        def verify(key):
+            return client.post("/verify", json=body, headers={"Authorization": f"Bearer {key}"} if key else {})
+
+        assert verify(None).status_code == 401
+        assert verify(revoked_key).status_code == 401
+        assert verify(finance_key).status_code == 403
+        allowed = verify(server_key)
+    engine.dispose()
+    assert allowed.status_code == 200 and allowed.json()["isValid"] is True
