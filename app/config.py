@@ -86,6 +86,9 @@ class Settings(BaseSettings):
     # (`x402-settle keys create --scope facilitator`).
     facilitator_require_api_key: bool = False
 
+    # Mount the example paid routes (/examples/...) used by the dev stack and the demo.
+    example_routes: bool = False
+
     host: str = "127.0.0.1"
     port: int = 4021
     log_level: str = "info"

@@ -18,8 +18,11 @@ from app.chain.keys import load_facilitator_account
 from app.chain.rpc import RpcClient
 from app.config import NetworkConfig, Settings
 from app.facilitator.service import Facilitator, SettlePolicy
+from app.gateway.claims import ClaimRepository
+from app.gateway.facilitators import LocalFacilitator
+from app.gateway.paywall import PaymentGate
 from app.ledger.database import create_schema, make_engine
-from app.ledger.repository import AttributionResolver
+from app.ledger.repository import AgentRepository, AttributionResolver, CapabilityRepository
 from app.settlement.repository import SettlementRepository, SignerNonceRepository
 
 log = logging.getLogger(__name__)
@@ -33,6 +36,7 @@ class ServiceContext:
     rpc: dict[str, RpcClient] = field(default_factory=dict)
     facilitator: LocalAccount | None = None
     facilitator_service: Facilitator = field(init=False)
+    payment_gate: PaymentGate = field(init=False)
 
     def __post_init__(self) -> None:
         self.facilitator_service = Facilitator(
@@ -43,6 +47,13 @@ class ServiceContext:
             attribution=AttributionResolver(self.engine),
             signer=self.facilitator,
             policy=SettlePolicy.from_settings(self.settings),
+        )
+        self.payment_gate = PaymentGate(
+            capabilities=CapabilityRepository(self.engine),
+            agents=AgentRepository(self.engine),
+            claims=ClaimRepository(self.engine),
+            facilitator=LocalFacilitator(self.facilitator_service),
+            networks=self.networks,
         )
 
     @classmethod

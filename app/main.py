@@ -13,6 +13,8 @@ from app.config import Settings
 from app.context import ServiceContext
 from app.errors import install_error_handlers
 from app.facilitator.routes import router as facilitator_router
+from app.gateway.examples import router as examples_router
+from app.gateway.paywall import install_paywall
 from app.ledger.reconcile_routes import router as reconcile_router
 from app.ledger.registry_routes import router as registry_router
 from app.ledger.routes import router as ledger_router
@@ -56,9 +58,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_paywall(app, lambda scope: scope["app"].state.context.payment_gate)
     app.include_router(health_router)
     app.include_router(facilitator_router)
     app.include_router(registry_router)
     app.include_router(reconcile_router)
     app.include_router(ledger_router)
+    if settings.example_routes:
+        app.include_router(examples_router)
     return app

@@ -7,7 +7,6 @@ from collections.abc import Iterator
 import pytest
 from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
-from web3.contract import Contract
 
 from app.chain.deploy import DevDeployment
 from app.config import Settings
@@ -28,24 +27,3 @@ def payer(dev_deployment: DevDeployment) -> LocalAccount:
 @pytest.fixture
 def payee(dev_deployment: DevDeployment) -> str:
     return dev_deployment.wallets.providers[0].address
-
-
-class Balances:
-    """Token balances read straight from the chain, to prove what moved (or that nothing did)."""
-
-    def __init__(self, token: Contract, *addresses: str) -> None:
-        self._token = token
-        self._addresses = addresses
-        self.before = self.read()
-
-    def read(self) -> dict[str, int]:
-        return {address: self._token.functions.balanceOf(address).call() for address in self._addresses}
-
-    def moved(self) -> dict[str, int]:
-        after = self.read()
-        return {address: after[address] - self.before[address] for address in self._addresses}
-
-
-@pytest.fixture
-def balances(token: Contract):
-    return lambda *addresses: Balances(token, *addresses)

@@ -12,7 +12,8 @@ def test_migrations_create_every_table_and_match_the_models(engine):
     create_schema(engine)
     create_schema(engine)  # idempotent: a restart does not fail on an up-to-date database
     tables = set(inspect(engine).get_table_names())
-    assert {"agents", "capabilities", "settlements", "journal_lines", "api_keys", "signer_nonces"} <= tables
+    assert {"agents", "capabilities", "settlements", "journal_lines", "api_keys", "signer_nonces",
+            "payment_claims"} <= tables
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, SQLModel.metadata) == []

@@ -6,6 +6,7 @@ Depends on ``chain_snapshot``, so whatever the test settles is reverted from the
 from __future__ import annotations
 
 import pytest
+from web3.contract import Contract
 
 from app.chain.deploy import DevDeployment
 from app.config import Settings
@@ -20,3 +21,24 @@ def facilitator_settings(tmp_path, anvil, dev_deployment: DevDeployment, chain_s
         facilitator_private_key=dev_deployment.wallets.facilitator.key.hex(),
         settle_receipt_timeout_seconds=10,
     )
+
+
+class Balances:
+    """Token balances read straight from the chain, to prove what moved (or that nothing did)."""
+
+    def __init__(self, token: Contract, *addresses: str) -> None:
+        self._token = token
+        self._addresses = addresses
+        self.before = self.read()
+
+    def read(self) -> dict[str, int]:
+        return {address: self._token.functions.balanceOf(address).call() for address in self._addresses}
+
+    def moved(self) -> dict[str, int]:
+        after = self.read()
+        return {address: after[address] - self.before[address] for address in self._addresses}
+
+
+@pytest.fixture
+def balances(token: Contract):
+    return lambda *addresses: Balances(token, *addresses)

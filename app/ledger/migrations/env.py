@@ -5,9 +5,12 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import app.ledger.models
-import app.settlement.models  # noqa: F401  (registers the settlement tables)
+from app.gateway import models as gateway_tables
+from app.ledger import models as ledger_tables
+from app.settlement import models as settlement_tables
 
+# Importing the table modules registers their tables on SQLModel.metadata.
+REGISTERED_TABLE_MODULES = (gateway_tables, ledger_tables, settlement_tables)
 target_metadata = SQLModel.metadata
 
 

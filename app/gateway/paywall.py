@@ -1,0 +1,300 @@
+"""The 402 paywall: admit a paid request before its handler runs, settle it when the response starts.
+
+Flow for a gated request (dependency or middleware, same core):
+1. the capability comes from the registry (price, network, asset, payTo), so a price change or a
+   suspension applies to the next request; only ``approved`` capabilities are payable;
+2. no payment header: 402 with ``PAYMENT-REQUIRED`` (v2) and a v1 JSON body, so both generations pay;
+3. a payment (``PAYMENT-SIGNATURE`` or ``X-PAYMENT``) must match what was offered, then is verified by
+   the facilitator, then claimed in the database (one authorization serves one request, even replayed
+   concurrently or on another replica);
+4. the handler runs; when its response starts with a status below 400 the payment is settled and the
+   receipt goes out in ``PAYMENT-RESPONSE`` (v2) / ``X-PAYMENT-RESPONSE`` (v1); a failed settlement
+   replaces the response with a 402 carrying the failure receipt; a status of 400 or more settles
+   nothing and releases the claim.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.config import NetworkConfig
+from app.gateway.claims import ClaimRepository
+from app.gateway.facilitators import FacilitatorClient
+from app.gateway.models import PaymentClaim
+from app.gateway.offers import Offer, OfferError, PaymentMismatch, make_offer, requirements_for
+from app.ledger.models import UNREGISTERED, Capability, CapabilityStatus
+from app.ledger.repository import AgentRepository, CapabilityRepository
+from app.protocol import (
+    ProtocolError,
+    Reason,
+    SettleResponse,
+    decode_header,
+    encode_header,
+    parse_exact_evm_payload,
+    parse_facilitator_request,
+)
+
+PAYMENT_REQUIRED = "PAYMENT-REQUIRED"
+PAYMENT_SIGNATURE = "PAYMENT-SIGNATURE"
+X_PAYMENT = "X-PAYMENT"
+PAYMENT_RESPONSE = "PAYMENT-RESPONSE"
+X_PAYMENT_RESPONSE = "X-PAYMENT-RESPONSE"
+EXPOSED_HEADERS = "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE"
+SCOPE_KEY = "x402.payment"  # the admitted payment, in the ASGI scope
+RESPONDER_KEY = "x402.responder"  # set by PaymentMiddleware: proof that someone will settle
+
+
+@dataclass
+class AdmittedPayment:
+    """A verified, claimed payment; handlers see it as ``request.state.x402`` / the dependency's value."""
+
+    capability: Capability
+    payer: str
+    agent_id: str
+    version: int
+    request_id: str
+    facilitator_body: dict[str, Any] = field(repr=False)
+    receipt: SettleResponse | None = None
+
+    @property
+    def receipt_header(self) -> str:
+        return PAYMENT_RESPONSE if self.version == 2 else X_PAYMENT_RESPONSE
+
+
+class GatewayRefusal(Exception):
+    """The request is not admitted; the response to send instead of running the handler."""
+
+    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
+        super().__init__(body.get("error", ""))
+        self.status = status
+        self.body = body
+        self.headers = headers or {}
+
+    async def send(self, send: Send) -> None:
+        await _send_json(send, self.status, self.body, self.headers)
+
+
+class PaymentGate:
+    def __init__(
+        self,
+        *,
+        capabilities: CapabilityRepository,
+        agents: AgentRepository,
+        claims: ClaimRepository,
+        facilitator: FacilitatorClient,
+        networks: dict[str, NetworkConfig],
+    ) -> None:
+        self._capabilities = capabilities
+        self._agents = agents
+        self._claims = claims
+        self._facilitator = facilitator
+        self._networks = networks
+
+    async def admit(self, capability_id: str, url: str, headers: dict[str, str]) -> AdmittedPayment:
+        """The payment for this request, verified and claimed; GatewayRefusal otherwise."""
+        capability = await run_in_threadpool(self._capabilities.get, capability_id)
+        if capability is None:
+            raise GatewayRefusal(404, {"error": "capability_not_found",
+                                       "message": f"no capability {capability_id!r}"})
+        if capability.status != CapabilityStatus.APPROVED:
+            raise GatewayRefusal(403, {"error": "capability_not_available",
+                                       "message": f"capability {capability_id!r} is {capability.status}"})
+        try:
+            offer = make_offer(capability, url, self._networks)
+        except OfferError as error:
+            raise GatewayRefusal(503, {"error": "capability_misconfigured", "message": str(error)}) from None
+        header = headers.get(PAYMENT_SIGNATURE.lower()) or headers.get(X_PAYMENT.lower())
+        if not header:
+            raise _payment_required(offer, "Payment required")
+        body = _facilitator_body(header, offer)
+        payload = _parse(body)
+        try:
+            requirements_for(payload, offer)
+        except PaymentMismatch as mismatch:
+            raise _payment_required(offer, f"{mismatch.reason}: {mismatch.message}") from None
+        verdict = await self._facilitator.verify(body)
+        if not verdict.is_valid:
+            raise _payment_required(offer, f"{verdict.invalid_reason}: {verdict.invalid_message or 'invalid payment'}")
+        try:
+            authorization = parse_exact_evm_payload(payload.payload)
+        except ProtocolError as error:
+            raise _payment_required(offer, f"{error.reason}: {error.message}") from None
+        payer = verdict.payer or authorization.payer
+        request_id = uuid.uuid4().hex
+        claimed = await run_in_threadpool(self._claims.claim, PaymentClaim(
+            network=offer.v2.network, asset=offer.v2.asset, payer=payer, nonce="0x" + authorization.nonce.hex(),
+            capability_id=capability.id, request_id=request_id,
+        ))
+        if not claimed:
+            raise _payment_required(offer, f"{Reason.invalid_exact_evm_nonce_already_used}: this payment was "
+                                           "already used for an earlier request; sign a new one")
+        agent = await run_in_threadpool(self._agents.by_wallet, payer)
+        return AdmittedPayment(capability=capability, payer=payer, agent_id=agent.agent_id if agent else UNREGISTERED,
+                               version=payload.x402_version, request_id=request_id, facilitator_body=body)
+
+    async def settle(self, payment: AdmittedPayment) -> SettleResponse:
+        payment.receipt = await self._facilitator.settle(payment.facilitator_body)
+        return payment.receipt
+
+    async def release(self, payment: AdmittedPayment) -> None:
+        await run_in_threadpool(self._claims.release, payment.request_id)
+
+
+def _payment_required(offer: Offer, error: str) -> GatewayRefusal:
+    return GatewayRefusal(
+        402, offer.v1_body(error),
+        {PAYMENT_REQUIRED: encode_header(offer.payment_required(error)), "Cache-Control": "no-store"},
+    )
+
+
+def _facilitator_body(header: str, offer: Offer) -> dict[str, Any]:
+    try:
+        payload = decode_header(header)
+    except ProtocolError as error:
+        raise GatewayRefusal(400, {"error": error.reason, "message": f"payment header: {error.message}"}) from None
+    version = payload.get("x402Version")
+    requirements = offer.v1.to_wire() if version == 1 and offer.v1 is not None else offer.v2.to_wire()
+    return {"x402Version": version, "paymentPayload": payload, "paymentRequirements": requirements}
+
+
+def _parse(body: dict[str, Any]) -> Any:
+    try:
+        return parse_facilitator_request(body)[0]
+    except ProtocolError as error:
+        raise GatewayRefusal(400, {"error": error.reason, "message": f"payment header: {error.message}"}) from None
+
+
+async def _send_json(send: Send, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
+    raw = json.dumps(body).encode()
+    all_headers = {"Content-Type": "application/json", "Access-Control-Expose-Headers": EXPOSED_HEADERS, **headers}
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(k.lower().encode(), v.encode()) for k, v in all_headers.items()]})
+    await send({"type": "http.response.body", "body": raw})
+
+
+GateResolver = Callable[[Scope], PaymentGate]
+Route = tuple[str, str]  # (METHOD, path prefix)
+
+
+class PaymentMiddleware:
+    """ASGI middleware: settles admitted payments when the response starts, and optionally gates
+    whole paths itself (``routes``: ``{("GET", "/weather"): "weather-capability"}``, prefix match)."""
+
+    def __init__(self, app: ASGIApp, *, gate: GateResolver, routes: dict[Route, str] | None = None) -> None:
+        self._app = app
+        self._gate = gate
+        self._routes = routes or {}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        scope[RESPONDER_KEY] = True
+        capability_id = self._route_capability(scope)
+        if capability_id is not None:
+            request = Request(scope)
+            try:
+                scope[SCOPE_KEY] = await self._gate(scope).admit(
+                    capability_id, str(request.url), {k.lower(): v for k, v in request.headers.items()}
+                )
+            except GatewayRefusal as refusal:
+                await refusal.send(send)
+                return
+            scope.setdefault("state", {})["x402"] = scope[SCOPE_KEY]
+        await self._app(scope, receive, _SettlingSend(scope, send, self._gate))
+
+    def _route_capability(self, scope: Scope) -> str | None:
+        method, path = scope.get("method", "GET"), scope.get("path", "/")
+        for (route_method, prefix), capability_id in self._routes.items():
+            if route_method in (method, "*") and (path == prefix or path.startswith(prefix.rstrip("/") + "/")):
+                return capability_id
+        return None
+
+
+class _SettlingSend:
+    """Wraps ``send``: at response start, settle (status < 400) or release (>= 400) the payment."""
+
+    def __init__(self, scope: Scope, send: Send, gate: GateResolver) -> None:
+        self._scope = scope
+        self._send = send
+        self._gate = gate
+        self._replaced = False
+
+    async def __call__(self, message: Message) -> None:
+        if self._replaced:
+            return  # the handler's body after a failed settlement is dropped: the client got a 402
+        payment: AdmittedPayment | None = self._scope.get(SCOPE_KEY)
+        if payment is None or message["type"] != "http.response.start":
+            await self._send(message)
+            return
+        gate = self._gate(self._scope)
+        headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"cache-control"]
+        headers.append((b"access-control-expose-headers", EXPOSED_HEADERS.encode()))
+        if message["status"] >= 400:
+            await gate.release(payment)
+            await self._send({**message, "headers": headers})
+            return
+        receipt = await gate.settle(payment)
+        receipt_header = (payment.receipt_header.lower().encode(), encode_header(receipt).encode())
+        if not receipt.success:
+            self._replaced = True
+            await _send_json(self._send, 402, {"x402Version": payment.version, "error": receipt.error_reason,
+                                               "message": receipt.error_message or "settlement failed"},
+                             {payment.receipt_header: encode_header(receipt), "Cache-Control": "no-store"})
+            return
+        headers += [receipt_header, (b"cache-control", b"private")]
+        await self._send({**message, "headers": headers})
+
+
+def require_payment(capability_id: str) -> Callable[[Request], Awaitable[AdmittedPayment]]:
+    """FastAPI dependency gating one route by capability id. Needs ``PaymentMiddleware`` on the app,
+    which settles at response start; without it the dependency refuses to admit (fail closed)."""
+
+    async def dependency(request: Request) -> AdmittedPayment:
+        if not request.scope.get(RESPONDER_KEY):
+            raise RuntimeError("require_payment needs PaymentMiddleware installed on the app to settle payments")
+        gate: PaymentGate = request.app.state.payment_gate if hasattr(request.app.state, "payment_gate") else (
+            request.app.state.context.payment_gate
+        )
+        payment = await gate.admit(capability_id, str(request.url),
+                                   {k.lower(): v for k, v in request.headers.items()})
+        request.scope[SCOPE_KEY] = payment
+        return payment
+
+    return dependency
+
+
+def payment_of(request: Request) -> AdmittedPayment | None:
+    payment = request.scope.get(SCOPE_KEY)
+    return payment if isinstance(payment, AdmittedPayment) else None
+
+
+def refusal_response_handler() -> Callable[[Request, Exception], Awaitable[Any]]:
+    """Exception handler rendering GatewayRefusal raised from the dependency."""
+    from starlette.responses import JSONResponse
+
+    async def handler(_request: Request, error: Exception) -> JSONResponse:
+        assert isinstance(error, GatewayRefusal)
+        return JSONResponse(error.body, status_code=error.status,
+                            headers={"Access-Control-Expose-Headers": EXPOSED_HEADERS, **error.headers})
+
+    return handler
+
+
+
+def install_paywall(app: Any, gate: PaymentGate | GateResolver, routes: dict[Route, str] | None = None) -> None:
+    """Make a FastAPI/Starlette app charge for capabilities: ``require_payment`` on routes, and/or
+    ``routes`` gated wholesale. ``gate`` is a PaymentGate or a function of the ASGI scope giving one."""
+    resolver: GateResolver = gate if callable(gate) and not isinstance(gate, PaymentGate) else (lambda _scope: gate)
+    app.add_middleware(PaymentMiddleware, gate=resolver, routes=routes)
+    app.add_exception_handler(GatewayRefusal, refusal_response_handler())
+    if isinstance(gate, PaymentGate):
+        app.state.payment_gate = gate
