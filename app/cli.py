@@ -5,7 +5,6 @@ from __future__ import annotations
 import gc
 import json
 import shutil
-import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -65,12 +64,18 @@ def dev(
     port: Annotated[int, typer.Option(help="service port")] = 4021,
     chain_port: Annotated[int, typer.Option(help="anvil RPC port (0: any free port)")] = 8545,
     data_dir: Annotated[Path, typer.Option(help="where the dev ledger lives (reset on each run)")] = Path("data/dev"),
-    check: Annotated[bool, typer.Option("--check", help="start, verify /health, print, then stop")] = False,
+    check: Annotated[bool, typer.Option("--check", help="run the demo, verify, print, then stop")] = False,
 ) -> None:
-    """Start a local dev chain with our USDC, fund dev wallets, and serve on an SQLite ledger."""
+    """The whole product on one machine: dev chain + USDC, the service, a paying agent fleet, attribution."""
+    from rich.console import Console
+
     from app.chain.deploy import setup_dev_chain
     from app.chain.devchain import DevChainError, free_port, start_anvil
+    from app.demo import background_server, run_demo
+    from app.gateway.examples import translation_upstream
+    from app.ledger.database import make_engine
 
+    console = Console(highlight=False)
     try:
         chain = start_anvil(port=chain_port or free_port())
     except DevChainError as error:
@@ -80,46 +85,38 @@ def dev(
         deployment = setup_dev_chain(chain)
         shutil.rmtree(data_dir, ignore_errors=True)  # the chain is fresh, so its ledger must be too
         settings = Settings(
-            data_dir=data_dir,
-            database_url="",
-            rpc_urls={f"eip155:{chain.chain_id}": chain.rpc_url},
-            facilitator_private_key=deployment.wallets.facilitator.key.hex(),
-            port=port,
+            data_dir=data_dir, database_url="", rpc_urls={f"eip155:{chain.chain_id}": chain.rpc_url},
+            facilitator_private_key=deployment.wallets.facilitator.key.hex(), port=port, example_routes=True,
         )
-        server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
-        url = f"http://127.0.0.1:{port}"
-        outcome: dict[str, bool] = {}
-        announcer = threading.Thread(
-            target=_announce, args=(server, url, deployment, settings, check, outcome), daemon=True
-        )
-        announcer.start()
-        server.run()
-        if check and not outcome.get("healthy"):
-            raise typer.Exit(1)
+        with background_server(translation_upstream()) as upstream_url, \
+                background_server(create_app(settings), port=port) as url:
+            health = _read_health(url)
+            console.print(_banner(url, deployment, settings, health), soft_wrap=True)
+            engine = make_engine(settings.database_url)
+            result = run_demo(console, url, settings, engine, deployment, upstream_url, data_dir / "export.csv")
+            engine.dispose()
+            healthy = health.get("status") == "ok" and result.paid > 0 and result.failed == 0
+            console.print(f"\nservice running at {url} (GET /health, /docs, /ledger/*); "
+                          + ("stopping (--check)." if check else "Ctrl-C stops the service and the chain."),
+                          soft_wrap=True)
+            if check:
+                raise typer.Exit(0 if healthy else 1)
+            _wait_for_interrupt()
     finally:
         chain.stop()
 
 
-def _announce(
-    server: uvicorn.Server,
-    url: str,
-    deployment: DevDeployment,
-    settings: Settings,
-    check: bool,
-    outcome: dict[str, bool],
-) -> None:
-    """Once the server is up, read /health (values come from the chain) and print the banner."""
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
+def _read_health(url: str) -> dict:
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=10) as response:
-            health = json.loads(response.read())
+            return json.loads(response.read())
     except Exception as error:  # a 503 or a refused connection: show what is wrong
-        health = {"status": "error", "error": str(error)}
-    outcome["healthy"] = health.get("status") == "ok"
+        return {"status": "error", "error": str(error)}
+
+
+def _banner(url: str, deployment: DevDeployment, settings: Settings, health: dict) -> str:
     wallets = deployment.wallets
-    lines = [
+    return "\n".join([
         "",
         "x402 settlement service (dev)",
         f"  service     {url}   (GET /health, /docs)",
@@ -132,11 +129,16 @@ def _announce(
         *(f"  agent       {account.address} (funded with USDC)" for account in wallets.agents),
         "  dev wallets are anvil's well-known default accounts: never fund them on a real chain",
         f"  /health     {json.dumps(health)}",
-        "" if check else "Ctrl-C stops the service and the chain.",
-    ]
-    print("\n".join(lines), flush=True)
-    if check:
-        server.should_exit = True
+        "",
+    ])
+
+
+def _wait_for_interrupt() -> None:
+    try:
+        while True:
+            time.sleep(0.5)
+    except KeyboardInterrupt:
+        pass
 
 
 def main() -> None:

@@ -28,6 +28,17 @@ def test_dev_starts_a_healthy_stack_prints_it_and_stops_the_chain(tmp_path):
     assert '"name": "USDC", "version": "2", "decimals": 6' in out
     assert out.count("  agent       0x") >= 5
     assert "0xac0974bec" not in out  # dev keys are never printed, even the well-known ones
+    # The demo: a fleet in two teams paid both capabilities, one agent's own policy refused it, and
+    # finance got its tables and a CSV export.
+    assert "Spend per agent" in out and "Spend per team" in out and "Spend per capability" in out
+    for team in ("research", "ops"):
+        assert re.search(rf"│ {team} +│ +\d+ │ 0\.\d{{6}} │", out), team
+    for capability in ("forecast", "translate"):
+        assert re.search(rf"│ {capability} +│ +\d+ │ 0\.\d{{6}} │", out), capability
+    assert "failed 0" in out
+    assert "refused before signing: agent-5" in out and "max_per_day" in out
+    export = tmp_path / "dev" / "export.csv"
+    assert export.read_bytes().startswith(b"line_id,settlement_id,booked_at,")
     rpc_url = re.search(r"anvil at (http://127\.0\.0\.1:\d+)", out).group(1)
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(rpc_url, data=b"{}", timeout=2)

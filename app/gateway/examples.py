@@ -29,3 +29,23 @@ async def forecast(city: str = "Lisbon", payment: AdmittedPayment = Depends(requ
         "temperatureC": 10 + seed % 20,
         "paidBy": payment.agent_id,
     }
+
+
+def translation_upstream() -> Any:
+    """A stand-in provider service in "any language": it knows nothing of x402. The demo puts it
+    behind the reverse proxy (``/cap/translate/...``), which charges for it."""
+    from fastapi import FastAPI, Request
+
+    upstream = FastAPI(title="example translation upstream")
+    words = {"hello": "olá", "world": "mundo", "thank you": "obrigado", "payment": "pagamento"}
+
+    @upstream.get("/translate")
+    async def translate(request: Request, text: str = "hello") -> dict[str, Any]:
+        return {
+            "text": text,
+            "translation": " ".join(words.get(word, word) for word in text.lower().split()),
+            "payer": request.headers.get("x-payer-address"),
+            "agent": request.headers.get("x-agent-id"),
+        }
+
+    return upstream
