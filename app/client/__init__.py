@@ -1,0 +1,61 @@
+"""Agent side: an httpx transport that pays x402 402s automatically, under a spend policy.
+
+```python
+from app.client import PaymentSigner, SpendPolicy, paying_client, receipt_of
+
+signer = PaymentSigner.from_key(AGENT_KEY)            # or PaymentSigner.from_keystore(path, password)
+policy = SpendPolicy(max_per_payment=50_000, max_per_day=1_000_000, allowed_networks=frozenset({"eip155:84532"}))
+with paying_client(signer, policy, timeout=30) as http:
+    response = http.get("http://127.0.0.1:4021/cap/weather/today")
+    receipt = receipt_of(response)                    # SettleResponse or None
+```
+"""
+
+from app.client.policy import (
+    DAY_SECONDS,
+    Choice,
+    ClientPaymentError,
+    NoPayableRequirement,
+    PolicyViolation,
+    SpendEntry,
+    SpendLedger,
+    SpendPolicy,
+    choose_requirement,
+    reserve_payment,
+)
+from app.client.signer import PaymentSigner, SignerError
+from app.client.transport import (
+    AsyncPaymentTransport,
+    InvalidPaymentRequired,
+    PaymentMade,
+    PaymentTransport,
+    RequestBodyTooLarge,
+    async_paying_client,
+    paying_client,
+    payment_of,
+    receipt_of,
+)
+
+__all__ = [
+    "DAY_SECONDS",
+    "AsyncPaymentTransport",
+    "Choice",
+    "ClientPaymentError",
+    "InvalidPaymentRequired",
+    "NoPayableRequirement",
+    "PaymentMade",
+    "PaymentSigner",
+    "PaymentTransport",
+    "PolicyViolation",
+    "RequestBodyTooLarge",
+    "SignerError",
+    "SpendEntry",
+    "SpendLedger",
+    "SpendPolicy",
+    "async_paying_client",
+    "choose_requirement",
+    "paying_client",
+    "payment_of",
+    "receipt_of",
+    "reserve_payment",
+]
