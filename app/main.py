@@ -13,8 +13,10 @@ from app.config import Settings
 from app.context import ServiceContext
 from app.errors import install_error_handlers
 from app.facilitator.routes import router as facilitator_router
+from app.gateway.discovery import router as discovery_router
 from app.gateway.examples import router as examples_router
 from app.gateway.paywall import install_paywall
+from app.gateway.proxy import router as proxy_router
 from app.ledger.reconcile_routes import router as reconcile_router
 from app.ledger.registry_routes import router as registry_router
 from app.ledger.routes import router as ledger_router
@@ -64,6 +66,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(registry_router)
     app.include_router(reconcile_router)
     app.include_router(ledger_router)
+    app.include_router(proxy_router)
+    app.include_router(discovery_router)
     if settings.example_routes:
         app.include_router(examples_router)
     return app

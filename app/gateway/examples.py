@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 
 from app.gateway.paywall import AdmittedPayment, require_payment
 
@@ -34,7 +34,7 @@ async def forecast(city: str = "Lisbon", payment: AdmittedPayment = Depends(requ
 def translation_upstream() -> Any:
     """A stand-in provider service in "any language": it knows nothing of x402. The demo puts it
     behind the reverse proxy (``/cap/translate/...``), which charges for it."""
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI
 
     upstream = FastAPI(title="example translation upstream")
     words = {"hello": "olá", "world": "mundo", "thank you": "obrigado", "payment": "pagamento"}

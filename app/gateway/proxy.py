@@ -1,0 +1,251 @@
+"""Reverse proxy: ``/cap/{capability_id}/...`` charges for a capability, then forwards to its upstream.
+
+A provider in any language adopts x402 with no code change: it registers its capability with an
+``upstream_url`` and agents call ``/cap/<id>/<path>`` here instead.
+
+- The payment is admitted by the same :class:`PaymentGate` as the in-process paywall (price, payee and
+  status from the registry), and the admitted payment is put in the ASGI scope, so ``PaymentMiddleware``
+  settles it when the response starts: below 400 it is settled, otherwise the claim is released.
+- Bodies are streamed both ways (``request.stream()`` upstream, the upstream's raw bytes back), so a
+  large response never sits in memory.
+- Hop-by-hop headers (RFC 9110 section 7.6.1, plus those the ``Connection`` header names) are dropped both
+  ways, as are the payment headers: the upstream never sees the agent's signed authorization, and cannot
+  forge our receipt. The upstream learns who paid from ``X-Payer-Address`` and ``X-Agent-Id``, which are
+  always ours (a caller's own values are removed).
+- An upstream status is passed on as is (a 5xx is not settled, being >= 400). An upstream that cannot
+  be reached answers 502 ``upstream_unavailable``; one too slow to answer 504 ``upstream_timeout``;
+  neither is settled. A failure after the response started (the body stopped mid-way) cannot change the
+  status any more: the connection is aborted so the caller sees a truncated body, not a clean end.
+
+The upstream HTTP client is one ``httpx.AsyncClient`` per app, created on first use and stored on
+``app.state`` (the ``ServiceContext`` is built elsewhere and does not know about it); this router's
+lifespan, merged into the app's by ``include_router``, closes it on shutdown. The timeouts are the
+module constants below, read at each request (tests lower them).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from fastapi import APIRouter, Depends, FastAPI, Request
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import StreamingResponse
+
+from app.context import ServiceContext
+from app.errors import BadRequest, NotFound, ServiceError
+from app.gateway.paywall import (
+    PAYMENT_REQUIRED,
+    PAYMENT_RESPONSE,
+    PAYMENT_SIGNATURE,
+    RESPONDER_KEY,
+    SCOPE_KEY,
+    X_PAYMENT,
+    X_PAYMENT_RESPONSE,
+    AdmittedPayment,
+)
+from app.ledger.models import Capability
+from app.ledger.repository import CapabilityRepository
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_SECONDS = 5.0
+READ_TIMEOUT_SECONDS = 30.0  # between two reads of the upstream's response, not for the whole body
+WRITE_TIMEOUT_SECONDS = 30.0
+POOL_TIMEOUT_SECONDS = 5.0
+MAX_CONNECTIONS = 200
+MAX_KEEPALIVE_CONNECTIONS = 50
+
+PAYER_HEADER = "X-Payer-Address"
+AGENT_HEADER = "X-Agent-Id"
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD"]
+
+_HOP_BY_HOP = frozenset({
+    "connection", "keep-alive", "proxy-connection", "te", "trailer", "trailers", "transfer-encoding",
+    "upgrade", "host", "expect",
+})
+_PAYMENT_HEADERS = frozenset(
+    name.lower() for name in (PAYMENT_SIGNATURE, X_PAYMENT, PAYMENT_REQUIRED, PAYMENT_RESPONSE, X_PAYMENT_RESPONSE)
+)
+_IDENTITY_HEADERS = frozenset({PAYER_HEADER.lower(), AGENT_HEADER.lower()})
+# Set by our own server on the way out (the body is re-framed, uvicorn adds Date and Server): the
+# upstream's copies would be duplicates.
+_OWN_RESPONSE_HEADERS = frozenset({"content-length", "date", "server"})
+_CLIENT_STATE = "x402_proxy_client"
+_PATH_SAFE = "/:@!$&'()*+,;=-._~"  # RFC 3986 pchar and "/": kept as they are when re-quoting the path
+
+
+class UpstreamTimeout(ServiceError):
+    status_code = 504
+    reason = "upstream_timeout"
+
+
+class UpstreamUnavailable(ServiceError):
+    status_code = 502
+    reason = "upstream_unavailable"
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    try:
+        yield
+    finally:
+        client: httpx.AsyncClient | None = getattr(app.state, _CLIENT_STATE, None)
+        if client is not None:
+            setattr(app.state, _CLIENT_STATE, None)
+            await client.aclose()
+
+
+router = APIRouter(tags=["gateway"], lifespan=_lifespan)
+
+
+def upstream_client(app: Any) -> httpx.AsyncClient:
+    """The app's shared upstream client, created on first use (so on the serving event loop)."""
+    client: httpx.AsyncClient | None = getattr(app.state, _CLIENT_STATE, None)
+    if client is None or client.is_closed:
+        client = httpx.AsyncClient(
+            follow_redirects=False,  # a redirect is the caller's to follow, through us
+            trust_env=False,  # the upstream is named in the registry: no proxy from the environment
+            limits=httpx.Limits(max_connections=MAX_CONNECTIONS,
+                                max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS),
+        )
+        setattr(app.state, _CLIENT_STATE, client)
+    return client
+
+
+def _timeout() -> httpx.Timeout:
+    return httpx.Timeout(connect=CONNECT_TIMEOUT_SECONDS, read=READ_TIMEOUT_SECONDS, write=WRITE_TIMEOUT_SECONDS,
+                         pool=POOL_TIMEOUT_SECONDS)
+
+
+async def proxied_capability(request: Request, capability_id: str) -> Capability:
+    """The capability behind ``/cap/{capability_id}``, paid for by this request.
+
+    A path with dot segments (which could climb out of the upstream's base path) is a 400, and a
+    capability that is unknown or has no upstream a 404, before any payment is asked for. The
+    payment is then admitted by the gate (402/403/400 as ``GatewayRefusal``) and put in the scope, where
+    ``PaymentMiddleware`` settles or releases it when the response starts.
+    """
+    if not request.scope.get(RESPONDER_KEY):
+        raise RuntimeError("the reverse proxy needs PaymentMiddleware installed on the app to settle payments")
+    path = request.path_params.get("path")
+    if path is not None and any(segment in (".", "..") for segment in path.split("/")):
+        raise BadRequest("the path may not contain '.' or '..' segments", reason="invalid_path")
+    context: ServiceContext = request.app.state.context
+    capability = await run_in_threadpool(CapabilityRepository(context.engine).get, capability_id)
+    if capability is None:
+        raise NotFound(f"no capability {capability_id!r}", reason="capability_not_found")
+    if not capability.upstream_url:
+        raise NotFound(f"capability {capability_id!r} has no upstream URL, so it is not served through /cap/; "
+                       "call it at its own route" + (f" ({capability.route})" if capability.route else ""),
+                       reason="capability_not_proxied")
+    payment = await context.payment_gate.admit(capability_id, str(request.url),
+                                               {k.lower(): v for k, v in request.headers.items()})
+    request.scope[SCOPE_KEY] = payment
+    request.scope.setdefault("state", {})["x402"] = payment
+    return payment.capability
+
+
+@router.api_route("/cap/{capability_id}", methods=METHODS, include_in_schema=False)
+async def proxy_root(request: Request, capability: Capability = Depends(proxied_capability)) -> StreamingResponse:
+    return await _forward(request, capability, None)
+
+
+@router.api_route("/cap/{capability_id}/{path:path}", methods=METHODS,
+                  summary="Pay for a capability and reach its upstream (reverse proxy)")
+async def proxy_path(path: str, request: Request, capability: Capability = Depends(proxied_capability)
+                     ) -> StreamingResponse:
+    return await _forward(request, capability, path)
+
+
+def upstream_target(upstream_url: str, path: str | None, query: str) -> str:
+    """``upstream_url`` joined with the path below ``/cap/{id}`` and the query string."""
+    target = upstream_url if path is None else upstream_url.rstrip("/") + "/" + quote(path, safe=_PATH_SAFE)
+    return f"{target}?{query}" if query else target
+
+
+def _connection_listed(headers: list[tuple[bytes, bytes]]) -> set[str]:
+    """Header names the ``Connection`` header declares hop-by-hop."""
+    listed: set[str] = set()
+    for name, value in headers:
+        if name.lower() == b"connection":
+            listed.update(token.strip().lower() for token in value.decode("latin-1").split(",") if token.strip())
+    return listed
+
+
+def _end_to_end(headers: list[tuple[bytes, bytes]], *, also_drop: frozenset[str]) -> list[tuple[bytes, bytes]]:
+    listed = _connection_listed(headers)
+    kept = []
+    for name, value in headers:
+        lowered = name.decode("latin-1").lower()
+        if lowered in _HOP_BY_HOP or lowered.startswith("proxy-") or lowered in listed or lowered in also_drop:
+            continue
+        kept.append((lowered.encode("latin-1"), value))
+    return kept
+
+
+def _request_headers(request: Request, payment: AdmittedPayment) -> list[tuple[bytes, bytes]]:
+    headers = _end_to_end(request.headers.raw, also_drop=_PAYMENT_HEADERS | _IDENTITY_HEADERS
+                          | {"x-forwarded-host", "x-forwarded-proto"})
+    headers.append((PAYER_HEADER.lower().encode(), payment.payer.encode()))
+    headers.append((AGENT_HEADER.lower().encode(), payment.agent_id.encode()))
+    client = request.client.host if request.client else None
+    if client:
+        forwarded_for = next((v for k, v in headers if k == b"x-forwarded-for"), None)
+        headers = [(k, v) for k, v in headers if k != b"x-forwarded-for"]
+        value = f"{forwarded_for.decode('latin-1')}, {client}" if forwarded_for else client
+        headers.append((b"x-forwarded-for", value.encode("latin-1")))
+    headers.append((b"x-forwarded-host", request.headers.get("host", "").encode("latin-1")))
+    headers.append((b"x-forwarded-proto", request.url.scheme.encode()))
+    return headers
+
+
+def _has_body(request: Request) -> bool:
+    length = request.headers.get("content-length")
+    return "transfer-encoding" in request.headers or (length is not None and length.strip() != "0")
+
+
+async def _forward(request: Request, capability: Capability, path: str | None) -> StreamingResponse:
+    payment: AdmittedPayment = request.scope[SCOPE_KEY]
+    assert capability.upstream_url  # checked by the dependency
+    target = upstream_target(capability.upstream_url, path, request.url.query)
+    client = upstream_client(request.app)
+    try:
+        upstream_request = client.build_request(
+            request.method, target, headers=_request_headers(request, payment),
+            content=request.stream() if _has_body(request) else None, timeout=_timeout(),
+        )
+    except httpx.InvalidURL as error:
+        raise UpstreamUnavailable(f"capability {capability.id!r} has an invalid upstream URL: {error}") from None
+    try:
+        upstream = await client.send(upstream_request, stream=True)
+    except httpx.TimeoutException as error:
+        log.warning("upstream of %s timed out: %s", capability.id, type(error).__name__)
+        raise UpstreamTimeout(f"the upstream of capability {capability.id!r} did not answer in time "
+                              f"({type(error).__name__}); you were not charged") from None
+    except httpx.HTTPError as error:
+        log.warning("upstream of %s unavailable: %s: %s", capability.id, type(error).__name__, error)
+        raise UpstreamUnavailable(f"the upstream of capability {capability.id!r} cannot be reached "
+                                  f"({type(error).__name__}); you were not charged") from None
+
+    response = StreamingResponse(_relay(upstream, capability.id), status_code=upstream.status_code,
+                                 background=BackgroundTask(upstream.aclose))
+    response.raw_headers = _end_to_end(upstream.headers.raw, also_drop=_PAYMENT_HEADERS | _OWN_RESPONSE_HEADERS)
+    return response
+
+
+async def _relay(upstream: httpx.Response, capability_id: str) -> AsyncIterator[bytes]:
+    """The upstream's body as it arrives, undecoded (its Content-Encoding is passed on with it)."""
+    try:
+        async for chunk in upstream.aiter_raw():
+            yield chunk
+    except httpx.HTTPError as error:
+        log.warning("upstream of %s failed mid-body: %s", capability_id, type(error).__name__)
+        raise  # the status is already sent: abort the connection rather than end the body cleanly
+    finally:
+        await upstream.aclose()
