@@ -156,11 +156,15 @@ async def proxy_root(request: Request, capability: Capability = Depends(proxied_
     return await _forward(request, capability, None)
 
 
-@router.api_route("/cap/{capability_id}/{path:path}", methods=METHODS,
-                  summary="Pay for a capability and reach its upstream (reverse proxy)")
 async def proxy_path(path: str, request: Request, capability: Capability = Depends(proxied_capability)
                      ) -> StreamingResponse:
     return await _forward(request, capability, path)
+
+
+for _method in METHODS:  # one route per method, so each has its own OpenAPI operation id
+    router.add_api_route("/cap/{capability_id}/{path:path}", proxy_path, methods=[_method],
+                         operation_id=f"proxy_{_method.lower()}",
+                         summary="Pay for a capability and reach its upstream (reverse proxy)")
 
 
 def upstream_target(upstream_url: str, path: str | None, query: str) -> str:
