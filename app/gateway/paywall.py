@@ -9,8 +9,10 @@ Flow for a gated request (dependency or middleware, same core):
    concurrently or on another replica);
 4. the handler runs; when its response starts with a status below 400 the payment is settled and the
    receipt goes out in ``PAYMENT-RESPONSE`` (v2) / ``X-PAYMENT-RESPONSE`` (v1); a failed settlement
-   replaces the response with a 402 carrying the failure receipt; a status of 400 or more settles
-   nothing and releases the claim.
+   replaces the response with a 402 carrying the failure receipt; a settlement still pending after
+   a second wait is served with its pending receipt (transaction hash included), never turned into
+   a 402 that would make the agent pay twice; a status of 400 or more settles nothing and releases
+   the claim.
 """
 
 from __future__ import annotations
@@ -243,8 +245,10 @@ class _SettlingSend:
             await self._send({**message, "headers": headers})
             return
         receipt = await gate.settle(payment)
+        if _pending(receipt):
+            receipt = await gate.settle(payment)  # one more wait on the same transaction, as reference servers do
         receipt_header = (payment.receipt_header.lower().encode(), encode_header(receipt).encode())
-        if not receipt.success:
+        if not receipt.success and not _pending(receipt):
             self._replaced = True
             await _send_json(self._send, 402, {"x402Version": payment.version, "error": receipt.error_reason,
                                                "message": receipt.error_message or "settlement failed"},
@@ -252,6 +256,13 @@ class _SettlingSend:
             return
         headers += [receipt_header, (b"cache-control", b"private")]
         await self._send({**message, "headers": headers})
+
+
+def _pending(receipt: SettleResponse) -> bool:
+    """Broadcast and recorded, receipt not in yet: the money is on its way (the facilitator finishes it
+    exactly once), so the response is served with the pending receipt and its transaction hash rather
+    than turned into a 402 that would invite the agent to pay again."""
+    return not receipt.success and receipt.error_reason == Reason.settlement_pending and bool(receipt.transaction)
 
 
 def require_payment(capability_id: str) -> Callable[[Request], Awaitable[AdmittedPayment]]:

@@ -151,3 +151,29 @@ def test_a_malformed_payment_header_is_a_400_with_a_reason(gateway):
         response = gateway.get(URL, headers={"PAYMENT-SIGNATURE": header})
         assert response.status_code == 400, (header, response.text)
         assert response.json()["error"] in {"invalid_payload", "invalid_x402_version"}
+
+
+def test_a_settlement_still_pending_is_served_with_its_transaction_and_not_charged_twice(
+    gateway_settings, registry, dev_deployment, balances, anvil
+):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    gateway_settings.settle_receipt_timeout_seconds = 0.3
+    payer, payee = dev_deployment.wallets.agents[0], dev_deployment.wallets.providers[0].address
+    watched = balances(payer.address, payee)
+    anvil.rpc("evm_setAutomine", [False])
+    try:
+        with TestClient(create_app(gateway_settings)) as gateway:
+            header = pay_v2(payer, offered(gateway.get(URL)))
+            response = gateway.get(URL, headers={"PAYMENT-SIGNATURE": header})
+            assert response.status_code == 200, response.text  # served: the payment is broadcast and recorded
+            receipt = decode_header(response.headers["payment-response"])
+            assert receipt["success"] is False and receipt["errorReason"] == "settlement_pending"
+            assert len(receipt["transaction"]) == 66
+            assert gateway.get(URL, headers={"PAYMENT-SIGNATURE": header}).status_code == 402  # no second use
+            anvil.rpc("evm_mine")
+    finally:
+        anvil.rpc("evm_setAutomine", [True])
+    assert watched.moved() == {payer.address: -FORECAST_PRICE, payee: FORECAST_PRICE}
