@@ -5,7 +5,8 @@ from __future__ import annotations
 import gc
 import json
 import shutil
-import time
+import signal
+import threading
 import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -134,10 +135,12 @@ def _banner(url: str, deployment: DevDeployment, settings: Settings, health: dic
 
 
 def _wait_for_interrupt() -> None:
-    try:
-        while True:
-            time.sleep(0.5)
-    except KeyboardInterrupt:
+    """Block until Ctrl-C or SIGTERM. Handlers are installed explicitly because a shell that starts us
+    in the background ignores SIGINT for us, and a service manager stops us with SIGTERM."""
+    stop = threading.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, lambda *_: stop.set())
+    while not stop.wait(0.5):
         pass
 
 

@@ -42,3 +42,37 @@ def test_dev_starts_a_healthy_stack_prints_it_and_stops_the_chain(tmp_path):
     rpc_url = re.search(r"anvil at (http://127\.0\.0\.1:\d+)", out).group(1)
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(rpc_url, data=b"{}", timeout=2)
+
+
+def test_dev_keeps_serving_until_ctrl_c_then_stops_everything(tmp_path):
+    import signal
+    import time
+
+    port = free_port()
+    process = subprocess.Popen(
+        [str(X402_SETTLE), "dev", "--port", str(port), "--chain-port", "0", "--data-dir", str(tmp_path / "dev")],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        lines = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            lines.append(line)
+            if "Ctrl-C stops the service and the chain" in line or process.poll() is not None:
+                break
+        output = "".join(lines)
+        assert "Ctrl-C stops" in output, output
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+            assert response.status == 200  # still serving after the demo
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    rpc_url = re.search(r"anvil at (http://127\.0\.0\.1:\d+)", output).group(1)
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(rpc_url, data=b"{}", timeout=2)
+    with pytest.raises(urllib.error.URLError):
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
