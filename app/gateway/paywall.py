@@ -27,6 +27,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.chain.signatures import to_checksum
 from app.config import NetworkConfig
 from app.gateway.claims import ClaimRepository
 from app.gateway.facilitators import FacilitatorClient
@@ -129,7 +130,7 @@ class PaymentGate:
             authorization = parse_exact_evm_payload(payload.payload)
         except ProtocolError as error:
             raise _payment_required(offer, f"{error.reason}: {error.message}") from None
-        payer = verdict.payer or authorization.payer
+        payer = to_checksum(authorization.payer)  # the claim key must not depend on how the header spells it
         request_id = uuid.uuid4().hex
         claimed = await run_in_threadpool(self._claims.claim, PaymentClaim(
             network=offer.v2.network, asset=offer.v2.asset, payer=payer, nonce="0x" + authorization.nonce.hex(),

@@ -177,3 +177,16 @@ def test_a_settlement_still_pending_is_served_with_its_transaction_and_not_charg
     finally:
         anvil.rpc("evm_setAutomine", [True])
     assert watched.moved() == {payer.address: -FORECAST_PRICE, payee: FORECAST_PRICE}
+
+
+def test_a_replay_that_respells_the_payer_address_is_still_refused(gateway, dev_deployment, balances):
+    payer, payee = dev_deployment.wallets.agents[0], dev_deployment.wallets.providers[0].address
+    watched = balances(payer.address, payee)
+    header = pay_v2(payer, offered(gateway.get(URL)))
+    assert gateway.get(URL, headers={"PAYMENT-SIGNATURE": header}).status_code == 200
+    payment = decode_header(header)
+    payment["payload"]["authorization"]["from"] = payer.address.lower()
+    respelled = base64.b64encode(json.dumps(payment).encode()).decode()
+    replay = gateway.get(URL, headers={"PAYMENT-SIGNATURE": respelled})
+    assert replay.status_code == 402
+    assert watched.moved() == {payer.address: -FORECAST_PRICE, payee: FORECAST_PRICE}
