@@ -88,6 +88,7 @@ def dev(
         settings = Settings(
             data_dir=data_dir, database_url="", rpc_urls={f"eip155:{chain.chain_id}": chain.rpc_url},
             facilitator_private_key=deployment.wallets.facilitator.key.hex(), port=port, example_routes=True,
+            facilitator_require_api_key=False,  # local development: the dev stack's facilitator is open
         )
         with background_server(translation_upstream()) as upstream_url, \
                 background_server(create_app(settings), port=port) as url:

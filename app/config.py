@@ -82,9 +82,9 @@ class Settings(BaseSettings):
     # Callers of /verify and /settle: SHA-256 hex digests of accepted bearer keys. Empty: open
     # (local development). `printf %s "$KEY" | sha256sum` gives a digest; never store the keys themselves.
     facilitator_api_key_hashes: list[str] = Field(default_factory=list)
-    # With no hashes configured, true still requires a key: an API key with the facilitator scope
-    # (`x402-settle keys create --scope facilitator`).
-    facilitator_require_api_key: bool = False
+    # /verify and /settle need a key unless this is false (the dev stack and local tests turn it off):
+    # a digest above, or an API key with the facilitator scope (`x402-settle keys create --scope facilitator`).
+    facilitator_require_api_key: bool = True
 
     # Mount the example paid routes (/examples/...) used by the dev stack and the demo.
     example_routes: bool = False

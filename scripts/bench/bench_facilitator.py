@@ -107,7 +107,7 @@ def start_server(target: str, rpc_url: str, key: str, data_dir: Path) -> tuple[s
     env = {**os.environ, "X402_FACILITATOR_PRIVATE_KEY": key}
     if target == "ours":
         env.update({"X402_RPC_URLS": json.dumps({BASE_SEPOLIA: rpc_url}), "X402_DATA_DIR": str(data_dir),
-                    "X402_LOG_LEVEL": "warning"})
+                    "X402_LOG_LEVEL": "warning", "X402_FACILITATOR_REQUIRE_API_KEY": "false"})
         command = [str(ROOT / ".venv/bin/x402-settle"), "serve", "--port", str(port)]
     else:
         command = [sys.executable, str(ROOT / "scripts/bench/reference_facilitator.py"), "--rpc-url", rpc_url,

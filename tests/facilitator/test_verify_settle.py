@@ -176,3 +176,18 @@ def test_api_keys_with_the_facilitator_scope_guard_verify_and_settle_when_requir
         allowed = verify(server_key)
     engine.dispose()
     assert allowed.status_code == 200 and allowed.json()["isValid"] is True
+
+
+def test_verify_and_settle_need_a_key_by_default(tmp_path, anvil, payer, payee, chain_snapshot):
+    from fastapi.testclient import TestClient
+
+    from app.config import Settings
+    from app.main import create_app
+
+    settings = Settings(data_dir=tmp_path, rpc_urls={BASE_SEPOLIA: anvil.rpc_url})  # production defaults
+    assert settings.facilitator_require_api_key is True
+    with TestClient(create_app(settings)) as client:
+        body = paid_body(payer, payee, PRICE)
+        assert client.post("/verify", json=body).status_code == 401
+        assert client.post("/settle", json=body).status_code == 401
+        assert client.get("/supported").status_code == 200

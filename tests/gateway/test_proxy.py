@@ -305,6 +305,7 @@ def service_process(tmp_path, anvil, dev_deployment, chain_snapshot, upstream) -
         "X402_FACILITATOR_PRIVATE_KEY": dev_deployment.wallets.facilitator.key.hex(),
         "X402_EXAMPLE_ROUTES": "true",
         "X402_LOG_LEVEL": "warning",
+        "X402_FACILITATOR_REQUIRE_API_KEY": "false",
     }
     command = [str(Path(sys.executable).with_name("x402-settle")), "serve", "--host", "127.0.0.1", "--port", str(port)]
     log = (tmp_path / "service.log").open("wb")

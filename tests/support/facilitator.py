@@ -20,6 +20,7 @@ def facilitator_settings(tmp_path, anvil, dev_deployment: DevDeployment, chain_s
         rpc_urls={BASE_SEPOLIA: anvil.rpc_url},
         facilitator_private_key=dev_deployment.wallets.facilitator.key.hex(),
         settle_receipt_timeout_seconds=10,
+        facilitator_require_api_key=False,  # the auth tests turn it on
     )
 
 
