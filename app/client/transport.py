@@ -233,7 +233,42 @@ class _Payer:
         )
 
 
-class PaymentTransport(httpx.BaseTransport):
+class _BodyBuffer:
+    """The request body read once into memory (bounded), so the paid retry can send it again."""
+
+    def __init__(self, payer: _Payer, request: httpx.Request) -> None:
+        self._limit = payer.max_body_bytes
+        self._chunks: list[bytes] = []
+        self._size = 0
+        try:
+            self.body: bytes | None = request.content
+        except httpx.RequestNotRead:
+            self.body = None
+            payer.check_declared_length(request)
+
+    def add(self, chunk: bytes) -> None:
+        self._size += len(chunk)
+        if self._size > self._limit:
+            raise _too_large(self._limit)
+        self._chunks.append(chunk)
+
+    def finish(self, request: httpx.Request) -> bytes:
+        if self.body is None:
+            self.body = b"".join(self._chunks)
+            request.stream = httpx.ByteStream(self.body)
+        return self.body
+
+
+class _LedgerAccess:
+    _payer: _Payer
+
+    @property
+    def ledger(self) -> SpendLedger:
+        """The spend ledger this transport books against (share it between one agent's transports)."""
+        return self._payer.ledger
+
+
+class PaymentTransport(_LedgerAccess, httpx.BaseTransport):
     """A sync httpx transport that pays 402s once per request, within ``policy``.
 
     ``ledger`` (shared between transports of one agent to share its budget) defaults to a new one;
@@ -253,26 +288,12 @@ class PaymentTransport(httpx.BaseTransport):
         self._inner = inner if inner is not None else httpx.HTTPTransport()
         self._payer = _Payer(signer, policy, ledger, clock, max_body_bytes)
 
-    @property
-    def ledger(self) -> SpendLedger:
-        return self._payer.ledger
-
     def _buffer(self, request: httpx.Request) -> bytes:
-        try:
-            return request.content
-        except httpx.RequestNotRead:
-            pass
-        self._payer.check_declared_length(request)
-        chunks: list[bytes] = []
-        size = 0
-        for chunk in request.stream:  # type: ignore[union-attr]
-            size += len(chunk)
-            if size > self._payer.max_body_bytes:
-                raise _too_large(self._payer.max_body_bytes)
-            chunks.append(chunk)
-        body = b"".join(chunks)
-        request.stream = httpx.ByteStream(body)
-        return body
+        buffer = _BodyBuffer(self._payer, request)
+        if buffer.body is None:
+            for chunk in request.stream:  # type: ignore[union-attr]
+                buffer.add(chunk)
+        return buffer.finish(request)
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         if _already_paying(request):
@@ -299,7 +320,7 @@ class PaymentTransport(httpx.BaseTransport):
         self._inner.close()
 
 
-class AsyncPaymentTransport(httpx.AsyncBaseTransport):
+class AsyncPaymentTransport(_LedgerAccess, httpx.AsyncBaseTransport):
     """The async twin of :class:`PaymentTransport` (same arguments, same guarantees)."""
 
     def __init__(
@@ -315,26 +336,12 @@ class AsyncPaymentTransport(httpx.AsyncBaseTransport):
         self._inner = inner if inner is not None else httpx.AsyncHTTPTransport()
         self._payer = _Payer(signer, policy, ledger, clock, max_body_bytes)
 
-    @property
-    def ledger(self) -> SpendLedger:
-        return self._payer.ledger
-
     async def _buffer(self, request: httpx.Request) -> bytes:
-        try:
-            return request.content
-        except httpx.RequestNotRead:
-            pass
-        self._payer.check_declared_length(request)
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream:  # type: ignore[union-attr]
-            size += len(chunk)
-            if size > self._payer.max_body_bytes:
-                raise _too_large(self._payer.max_body_bytes)
-            chunks.append(chunk)
-        body = b"".join(chunks)
-        request.stream = httpx.ByteStream(body)
-        return body
+        buffer = _BodyBuffer(self._payer, request)
+        if buffer.body is None:
+            async for chunk in request.stream:  # type: ignore[union-attr]
+                buffer.add(chunk)
+        return buffer.finish(request)
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if _already_paying(request):
