@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from app.settlement.models import utc_now
+from app.settlement.models import timestamp_column, utc_now
 
 
 class PaymentClaim(SQLModel, table=True):
@@ -27,4 +27,4 @@ class PaymentClaim(SQLModel, table=True):
     nonce: str = Field(max_length=66)
     capability_id: str = Field(max_length=64)
     request_id: str = Field(max_length=64)
-    created_at: datetime = Field(default_factory=utc_now, sa_column=Column(DateTime(timezone=True), nullable=False))
+    created_at: datetime = Field(default_factory=utc_now, sa_column=timestamp_column(nullable=False))

@@ -11,17 +11,13 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, DateTime, ForeignKey, Index, Integer, UniqueConstraint
+from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from app.ledger.types import Uint256
-from app.settlement.models import utc_now
+from app.settlement.models import timestamp_column, utc_now
 
 UNREGISTERED = "unregistered"  # attribution of a payer or resource we do not know
-
-
-def _timestamp(nullable: bool = True) -> Column[datetime]:
-    return Column(DateTime(timezone=True), nullable=nullable)
 
 
 class Agent(SQLModel, table=True):
@@ -35,7 +31,7 @@ class Agent(SQLModel, table=True):
     cost_center: str = Field(default=UNREGISTERED, max_length=64)
     owner: str = Field(default="", max_length=200)
     labels: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    created_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp(nullable=False))
+    created_at: datetime = Field(default_factory=utc_now, sa_column=timestamp_column(nullable=False))
 
 
 class CapabilityStatus(StrEnum):
@@ -62,8 +58,8 @@ class Capability(SQLModel, table=True):
     method: str = Field(default="GET", max_length=10)
     mime_type: str = Field(default="application/json", max_length=100)
     status: str = Field(default=CapabilityStatus.PENDING, max_length=16)
-    created_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp(nullable=False))
-    updated_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp(nullable=False))
+    created_at: datetime = Field(default_factory=utc_now, sa_column=timestamp_column(nullable=False))
+    updated_at: datetime = Field(default_factory=utc_now, sa_column=timestamp_column(nullable=False))
 
 
 class EntryType(StrEnum):
@@ -108,7 +104,7 @@ class JournalLine(SQLModel, table=True):
         default=None, sa_column=Column(Integer, ForeignKey("journal_lines.id"), nullable=True)
     )
     memo: str = Field(default="", max_length=500)
-    booked_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp(nullable=False))
+    booked_at: datetime = Field(default_factory=utc_now, sa_column=timestamp_column(nullable=False))
 
 
 class ApiKey(SQLModel, table=True):
@@ -122,5 +118,5 @@ class ApiKey(SQLModel, table=True):
     prefix: str = Field(max_length=12)  # first characters, to recognise a key in listings
     scopes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     provider_team: str | None = Field(default=None, max_length=64)  # for the provider scope
-    created_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp(nullable=False))
-    revoked_at: datetime | None = Field(default=None, sa_column=_timestamp())
+    created_at: datetime = Field(default_factory=utc_now, sa_column=timestamp_column(nullable=False))
+    revoked_at: datetime | None = Field(default=None, sa_column=timestamp_column())

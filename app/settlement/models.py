@@ -33,7 +33,8 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-def _timestamp(nullable: bool = True) -> Column[datetime]:
+def timestamp_column(nullable: bool = True) -> Column[datetime]:
+    """A timezone-aware timestamp column (time is UTC everywhere, stored with its zone)."""
     return Column(DateTime(timezone=True), nullable=nullable)
 
 
@@ -73,12 +74,12 @@ class Settlement(SQLModel, table=True):
     effective_gas_price: int | None = Field(default=None, sa_type=Uint256)
     error_reason: str | None = Field(default=None, max_length=80)
     error_message: str | None = None
-    created_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp(nullable=False))
-    submitted_at: datetime | None = Field(default=None, sa_column=_timestamp())
-    confirmed_at: datetime | None = Field(default=None, sa_column=_timestamp())
-    failed_at: datetime | None = Field(default=None, sa_column=_timestamp())
-    finalized_at: datetime | None = Field(default=None, sa_column=_timestamp())
-    updated_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp(nullable=False))
+    created_at: datetime = Field(default_factory=utc_now, sa_column=timestamp_column(nullable=False))
+    submitted_at: datetime | None = Field(default=None, sa_column=timestamp_column())
+    confirmed_at: datetime | None = Field(default=None, sa_column=timestamp_column())
+    failed_at: datetime | None = Field(default=None, sa_column=timestamp_column())
+    finalized_at: datetime | None = Field(default=None, sa_column=timestamp_column())
+    updated_at: datetime = Field(default_factory=utc_now, sa_column=timestamp_column(nullable=False))
 
 
 class SignerNonce(SQLModel, table=True):
@@ -93,4 +94,4 @@ class SignerNonce(SQLModel, table=True):
     network: str = Field(primary_key=True, max_length=64)
     address: str = Field(primary_key=True, max_length=42)
     next_nonce: int
-    updated_at: datetime = Field(default_factory=utc_now, sa_column=_timestamp(nullable=False))
+    updated_at: datetime = Field(default_factory=utc_now, sa_column=timestamp_column(nullable=False))

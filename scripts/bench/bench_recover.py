@@ -11,31 +11,23 @@ from __future__ import annotations
 
 import argparse
 import random
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from eth_account import Account
 from eth_account.messages import encode_typed_data
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # run from anywhere: app/ and tests/ importable
+
 from app.chain.eip712 import domain_separator, transfer_authorization_digest
 from app.chain.signatures import checksum_address, recover_address, recover_signer
+from tests.support.eip3009 import AUTHORIZATION_TYPE
+from tests.support.eip3009 import EIP712_DOMAIN_TYPE as DOMAIN_TYPE
 
-DOMAIN_TYPE = [
-    {"name": "name", "type": "string"},
-    {"name": "version", "type": "string"},
-    {"name": "chainId", "type": "uint256"},
-    {"name": "verifyingContract", "type": "address"},
-]
-AUTHORIZATION_TYPE = [
-    {"name": "from", "type": "address"},
-    {"name": "to", "type": "address"},
-    {"name": "value", "type": "uint256"},
-    {"name": "validAfter", "type": "uint256"},
-    {"name": "validBefore", "type": "uint256"},
-    {"name": "nonce", "type": "bytes32"},
-]
 DOMAIN = {
     "name": "USDC",
     "version": "2",
