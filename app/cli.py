@@ -3,37 +3,67 @@
 from __future__ import annotations
 
 import gc
+import importlib
 import json
 import shutil
 import signal
 import threading
 import urllib.request
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, ClassVar
 
+import click
 import typer
 import uvicorn
+from typer.core import TyperGroup
 
-from app.access.cli import keys_cli
 from app.config import ConfigError, Settings
-from app.ledger.export_cli import export_command
-from app.ledger.reconcile_cli import reconcile_command
-from app.ledger.registry_cli import agents_cli, capabilities_cli
 from app.main import create_app
 
 if TYPE_CHECKING:
     from app.chain.deploy import DevDeployment
 
-cli = typer.Typer(help="x402 settlement service: facilitator, settlement ledger and guardrails.", no_args_is_help=True)
-cli.add_typer(agents_cli, name="agents", help="The agent registry: who pays, in which team and cost centre.")
-cli.add_typer(capabilities_cli, name="capabilities", help="The capability registry: what is paid for, at what price.")
-cli.add_typer(keys_cli, name="keys", help="API keys with scopes (admin, finance, provider, facilitator).")
-cli.command("export", help="Stream a finance export (journal lines or a rollup) to a file: CSV, JSON Lines, Parquet.")(
-    export_command
-)
-cli.command("reconcile", help="Compare the ledger with the token's on-chain events; exit 1 on discrepancies.")(
-    reconcile_command
-)
+
+class LazyCommands(TyperGroup):
+    """Subcommands whose modules are imported only when that subcommand runs (or help lists it).
+
+    ``serve`` is a long-running process: the operator commands' imports (rich tables, YAML, progress
+    bars) would sit in its memory for nothing, about 4 MB of it.
+    """
+
+    # name -> (module, attribute, help); the attribute is a Typer app or a plain command function
+    LAZY: ClassVar[dict[str, tuple[str, str, str]]] = {
+        "agents": ("app.ledger.registry_cli", "agents_cli",
+                   "The agent registry: who pays, in which team and cost centre."),
+        "capabilities": ("app.ledger.registry_cli", "capabilities_cli",
+                         "The capability registry: what is paid for, at what price."),
+        "keys": ("app.access.cli", "keys_cli", "API keys with scopes (admin, finance, provider, facilitator)."),
+        "export": ("app.ledger.export_cli", "export_command",
+                   "Stream a finance export (journal lines or a rollup) to a file: CSV, JSON Lines, Parquet."),
+        "reconcile": ("app.ledger.reconcile_cli", "reconcile_command",
+                      "Compare the ledger with the token's on-chain events; exit 1 on discrepancies."),
+    }
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *self.LAZY})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.LAZY:
+            return super().get_command(ctx, cmd_name)
+        module_name, attribute, help_text = self.LAZY[cmd_name]
+        target = getattr(importlib.import_module(module_name), attribute)
+        if isinstance(target, typer.Typer):
+            group = typer.Typer(no_args_is_help=True)
+            group.add_typer(target, name=cmd_name, help=help_text)
+        else:
+            group = typer.Typer()
+            group.command(cmd_name, help=help_text)(target)
+            group.callback()(lambda: None)  # a group of one, so the command keeps its own name
+        return typer.main.get_group(group).get_command(ctx, cmd_name)
+
+
+cli = typer.Typer(cls=LazyCommands, no_args_is_help=True,
+                  help="x402 settlement service: facilitator, settlement ledger and guardrails.")
 
 
 @cli.command()

@@ -9,12 +9,11 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 
-from eth_account.signers.local import LocalAccount
 from fastapi import Request
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from app.chain.keys import load_facilitator_account
+from app.chain.keys import HotWallet, load_facilitator_account
 from app.chain.rpc import RpcClient
 from app.config import NetworkConfig, Settings
 from app.facilitator.service import Facilitator, SettlePolicy
@@ -34,7 +33,7 @@ class ServiceContext:
     engine: Engine
     networks: dict[str, NetworkConfig]
     rpc: dict[str, RpcClient] = field(default_factory=dict)
-    facilitator: LocalAccount | None = None
+    facilitator: HotWallet | None = None
     facilitator_service: Facilitator = field(init=False)
     payment_gate: PaymentGate = field(init=False)
 

@@ -76,3 +76,30 @@ def test_dev_keeps_serving_until_ctrl_c_then_stops_everything(tmp_path):
         urllib.request.urlopen(rpc_url, data=b"{}", timeout=2)
     with pytest.raises(urllib.error.URLError):
         urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2)
+
+
+# ------------------------------------------------------------------------- the operator commands
+
+
+def test_every_operator_command_is_listed_and_runs_through_the_main_command(tmp_path):
+    listed = subprocess.run([str(X402_SETTLE), "--help"], capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    for command in ("serve", "dev", "agents", "capabilities", "keys", "export", "reconcile"):
+        assert re.search(rf"│ {command} ", listed.stdout), command
+    ledger = f"sqlite:///{(tmp_path / 'ledger.db').as_posix()}"
+    agents = subprocess.run([str(X402_SETTLE), "agents", "list", "--database-url", ledger],
+                            capture_output=True, text=True, timeout=60)
+    assert agents.returncode == 0, agents.stdout + agents.stderr
+    assert "0 agents" in agents.stdout
+    export = subprocess.run([str(X402_SETTLE), "export", "--help"], capture_output=True, text=True, timeout=60)
+    assert export.returncode == 0 and "--output" in export.stdout
+
+
+def test_the_serving_process_does_not_load_what_only_operator_commands_or_tests_need():
+    # Each of these costs the long-running service megabytes of resident memory (see app/cli.py,
+    # app/chain/keys.py, app/chain/abi.py, app/ledger/database.py, app/gateway/proxy.py).
+    probe = ("import sys, app.cli; print(' '.join(sorted({m.split('.')[0] for m in sys.modules} & "
+             "{'rich', 'yaml', 'alembic', 'eth_account', 'eth_abi', 'eth_utils', 'httpx', 'web3', 'pyarrow'})))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.split() == []

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from eth_abi import decode, encode
-
+from app.chain.abi import decode, encode
 from app.chain.eip712 import address_bytes, keccak256
 from app.chain.rpc import RpcClient, RpcError
 from app.chain.signatures import has_code, to_checksum

@@ -10,8 +10,9 @@ import asyncio
 from dataclasses import dataclass
 from typing import Any
 
-from eth_account.signers.local import LocalAccount
-
+from app.chain import rlp
+from app.chain.eip712 import address_bytes, keccak256
+from app.chain.keys import HotWallet
 from app.chain.rpc import RpcClient, RpcError
 from app.chain.signatures import to_checksum
 
@@ -54,7 +55,7 @@ class SignedTx:
 
 
 def sign_transaction(
-    account: LocalAccount,
+    wallet: HotWallet,
     *,
     chain_id: int,
     nonce: int,
@@ -64,20 +65,19 @@ def sign_transaction(
     max_fee_per_gas: int,
     max_priority_fee_per_gas: int,
 ) -> SignedTx:
-    """A type-2 (EIP-1559) transaction with zero value, signed locally."""
-    tx = {
-        "type": 2,
-        "chainId": chain_id,
-        "nonce": nonce,
-        "to": to_checksum(to),
-        "value": 0,
-        "data": bytes(data),
-        "gas": gas,
-        "maxFeePerGas": max_fee_per_gas,
-        "maxPriorityFeePerGas": max_priority_fee_per_gas,
-    }
-    signed = account.sign_transaction(tx)
-    return SignedTx(raw=bytes(signed.raw_transaction), hash="0x" + bytes(signed.hash).hex())
+    """A type-2 (EIP-1559) transaction with zero value and no access list, signed locally.
+
+    Per EIP-1559 the signature covers ``keccak(0x02 ‖ rlp([chainId, nonce, maxPriorityFeePerGas,
+    maxFeePerGas, gas, to, value, data, accessList]))`` and the envelope appends ``yParity, r, s`` to
+    that list; the hash is the keccak of the whole envelope.
+    """
+    fields = [chain_id, nonce, max_priority_fee_per_gas, max_fee_per_gas, gas, address_bytes(to), 0, bytes(data), []]
+    y_parity, r, s = wallet.sign_digest(keccak256(_TYPE_EIP1559 + rlp.encode(fields)))
+    raw = _TYPE_EIP1559 + rlp.encode([*fields, y_parity, r, s])
+    return SignedTx(raw=raw, hash="0x" + keccak256(raw).hex())
+
+
+_TYPE_EIP1559 = b"\x02"
 
 
 class BroadcastError(RpcError):

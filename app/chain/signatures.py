@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from coincurve import PublicKey
-from eth_abi import decode, encode
 
+from app.chain.abi import decode, encode
 from app.chain.eip712 import address_bytes, keccak256
 from app.chain.rpc import RpcClient, RpcError
 

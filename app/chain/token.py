@@ -4,15 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from eth_abi import decode, encode
-from eth_utils import keccak, to_checksum_address
-
+from app.chain.abi import decode, encode
+from app.chain.eip712 import keccak256
 from app.chain.rpc import RpcClient
+from app.chain.signatures import to_checksum
 
 
 def selector(signature: str) -> bytes:
     """The 4-byte function selector of a canonical signature like ``balanceOf(address)``."""
-    return keccak(text=signature)[:4]
+    return keccak256(signature.encode())[:4]
 
 
 NAME = selector("name()")
@@ -36,7 +36,7 @@ def call_data(function_selector: bytes, types: list[str] | None = None, args: li
 
 async def read_token_metadata(rpc: RpcClient, token_address: str, block: str = "latest") -> TokenMetadata:
     """name(), version() and decimals() in one batched round trip."""
-    address = to_checksum_address(token_address)
+    address = to_checksum(token_address)
     calls = [("eth_call", [{"to": address, "data": call_data(fn)}, block]) for fn in (NAME, VERSION, DECIMALS)]
     name_raw, version_raw, decimals_raw = await rpc.batch(calls)
     for result in (name_raw, version_raw, decimals_raw):

@@ -15,11 +15,11 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC
 
-from eth_account.signers.local import LocalAccount
 from starlette.concurrency import run_in_threadpool
 
 from app.chain import eip3009, sender
 from app.chain.eip712 import keccak256
+from app.chain.keys import HotWallet
 from app.chain.rpc import RpcClient, RpcError, RpcUnavailable
 from app.config import NetworkConfig, Settings
 from app.facilitator.verification import (
@@ -76,7 +76,7 @@ class Facilitator:
         settlements: SettlementRepository,
         nonces: SignerNonceRepository,
         attribution: AttributionResolver,
-        signer: LocalAccount | None,
+        signer: HotWallet | None,
         policy: SettlePolicy,
         clock: Callable[[], float] = time.time,
     ) -> None:

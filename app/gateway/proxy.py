@@ -17,10 +17,12 @@ A provider in any language adopts x402 with no code change: it registers its cap
   neither is settled. A failure after the response started (the body stopped mid-way) cannot change the
   status any more: the connection is aborted so the caller sees a truncated body, not a clean end.
 
-The upstream HTTP client is one ``httpx.AsyncClient`` per app, created on first use and stored on
+The upstream HTTP client is one ``aiohttp.ClientSession`` per app, created on first use and stored on
 ``app.state`` (the ``ServiceContext`` is built elsewhere and does not know about it); this router's
-lifespan, merged into the app's by ``include_router``, closes it on shutdown. The timeouts are the
-module constants below, read at each request (tests lower them).
+lifespan, merged into the app's by ``include_router``, closes it on shutdown. aiohttp rather than
+httpx because the JSON-RPC client already uses it: one HTTP stack in the serving process instead of
+two (httpx also imports rich for its command line, about 7 MB of resident memory between them). The
+timeouts are the module constants below, read at each request (tests lower them).
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 from urllib.parse import quote
 
-import httpx
+import aiohttp
 from fastapi import APIRouter, Depends, FastAPI, Request
 from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
@@ -54,12 +56,10 @@ from app.ledger.repository import CapabilityRepository
 
 log = logging.getLogger(__name__)
 
-CONNECT_TIMEOUT_SECONDS = 5.0
+CONNECT_TIMEOUT_SECONDS = 5.0  # to open a connection to the upstream
+POOL_TIMEOUT_SECONDS = 5.0  # waiting for a free connection when all MAX_CONNECTIONS are busy
 READ_TIMEOUT_SECONDS = 30.0  # between two reads of the upstream's response, not for the whole body
-WRITE_TIMEOUT_SECONDS = 30.0
-POOL_TIMEOUT_SECONDS = 5.0
 MAX_CONNECTIONS = 200
-MAX_KEEPALIVE_CONNECTIONS = 50
 
 PAYER_HEADER = "X-Payer-Address"
 AGENT_HEADER = "X-Agent-Id"
@@ -76,6 +76,8 @@ _IDENTITY_HEADERS = frozenset({PAYER_HEADER.lower(), AGENT_HEADER.lower()})
 # Set by our own server on the way out (the body is re-framed, uvicorn adds Date and Server): the
 # upstream's copies would be duplicates.
 _OWN_RESPONSE_HEADERS = frozenset({"content-length", "date", "server"})
+# Headers aiohttp would otherwise invent: the caller's own are forwarded, none are added.
+_NO_AUTO_HEADERS = ("Accept", "Accept-Encoding", "User-Agent", "Content-Type")
 _CLIENT_STATE = "x402_proxy_client"
 _PATH_SAFE = "/:@!$&'()*+,;=-._~"  # RFC 3986 pchar and "/": kept as they are when re-quoting the path
 
@@ -95,32 +97,38 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     try:
         yield
     finally:
-        client: httpx.AsyncClient | None = getattr(app.state, _CLIENT_STATE, None)
+        client: aiohttp.ClientSession | None = getattr(app.state, _CLIENT_STATE, None)
         if client is not None:
             setattr(app.state, _CLIENT_STATE, None)
-            await client.aclose()
+            await client.close()
 
 
 router = APIRouter(tags=["gateway"], lifespan=_lifespan)
 
 
-def upstream_client(app: Any) -> httpx.AsyncClient:
-    """The app's shared upstream client, created on first use (so on the serving event loop)."""
-    client: httpx.AsyncClient | None = getattr(app.state, _CLIENT_STATE, None)
-    if client is None or client.is_closed:
-        client = httpx.AsyncClient(
-            follow_redirects=False,  # a redirect is the caller's to follow, through us
-            trust_env=False,  # the upstream is named in the registry: no proxy from the environment
-            limits=httpx.Limits(max_connections=MAX_CONNECTIONS,
-                                max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS),
+def upstream_client(app: Any) -> aiohttp.ClientSession:
+    """The app's shared upstream client, created on first use (so on the serving event loop).
+
+    It never decompresses (the body and its Content-Encoding go on together), keeps no cookies (one
+    session serves every caller) and reads no proxy from the environment (the upstream is named in the
+    registry).
+    """
+    client: aiohttp.ClientSession | None = getattr(app.state, _CLIENT_STATE, None)
+    if client is None or client.closed:
+        client = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=MAX_CONNECTIONS),
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            skip_auto_headers=_NO_AUTO_HEADERS,
+            trust_env=False,
         )
         setattr(app.state, _CLIENT_STATE, client)
     return client
 
 
-def _timeout() -> httpx.Timeout:
-    return httpx.Timeout(connect=CONNECT_TIMEOUT_SECONDS, read=READ_TIMEOUT_SECONDS, write=WRITE_TIMEOUT_SECONDS,
-                         pool=POOL_TIMEOUT_SECONDS)
+def _timeout() -> aiohttp.ClientTimeout:
+    return aiohttp.ClientTimeout(total=None, connect=POOL_TIMEOUT_SECONDS + CONNECT_TIMEOUT_SECONDS,
+                                 sock_connect=CONNECT_TIMEOUT_SECONDS, sock_read=READ_TIMEOUT_SECONDS)
 
 
 async def proxied_capability(request: Request, capability_id: str) -> Capability:
@@ -193,19 +201,19 @@ def _end_to_end(headers: list[tuple[bytes, bytes]], *, also_drop: frozenset[str]
     return kept
 
 
-def _request_headers(request: Request, payment: AdmittedPayment) -> list[tuple[bytes, bytes]]:
-    headers = _end_to_end(request.headers.raw, also_drop=_PAYMENT_HEADERS | _IDENTITY_HEADERS
-                          | {"x-forwarded-host", "x-forwarded-proto"})
-    headers.append((PAYER_HEADER.lower().encode(), payment.payer.encode()))
-    headers.append((AGENT_HEADER.lower().encode(), payment.agent_id.encode()))
+def _request_headers(request: Request, payment: AdmittedPayment) -> list[tuple[str, str]]:
+    dropped = _PAYMENT_HEADERS | _IDENTITY_HEADERS | {"x-forwarded-host", "x-forwarded-proto"}
+    headers = [(name.decode("latin-1"), value.decode("latin-1"))
+               for name, value in _end_to_end(request.headers.raw, also_drop=dropped)]
+    headers.append((PAYER_HEADER.lower(), payment.payer))
+    headers.append((AGENT_HEADER.lower(), payment.agent_id))
     client = request.client.host if request.client else None
     if client:
-        forwarded_for = next((v for k, v in headers if k == b"x-forwarded-for"), None)
-        headers = [(k, v) for k, v in headers if k != b"x-forwarded-for"]
-        value = f"{forwarded_for.decode('latin-1')}, {client}" if forwarded_for else client
-        headers.append((b"x-forwarded-for", value.encode("latin-1")))
-    headers.append((b"x-forwarded-host", request.headers.get("host", "").encode("latin-1")))
-    headers.append((b"x-forwarded-proto", request.url.scheme.encode()))
+        forwarded_for = next((value for name, value in headers if name == "x-forwarded-for"), None)
+        headers = [(name, value) for name, value in headers if name != "x-forwarded-for"]
+        headers.append(("x-forwarded-for", f"{forwarded_for}, {client}" if forwarded_for else client))
+    headers.append(("x-forwarded-host", request.headers.get("host", "")))
+    headers.append(("x-forwarded-proto", request.url.scheme))
     return headers
 
 
@@ -218,38 +226,40 @@ async def _forward(request: Request, capability: Capability, path: str | None) -
     payment: AdmittedPayment = request.scope[SCOPE_KEY]
     assert capability.upstream_url  # checked by the dependency
     target = upstream_target(capability.upstream_url, path, request.url.query)
-    client = upstream_client(request.app)
     try:
-        upstream_request = client.build_request(
+        upstream = await upstream_client(request.app).request(
             request.method, target, headers=_request_headers(request, payment),
-            content=request.stream() if _has_body(request) else None, timeout=_timeout(),
+            data=request.stream() if _has_body(request) else None, timeout=_timeout(), allow_redirects=False,
         )
-    except httpx.InvalidURL as error:
+    except (aiohttp.InvalidURL, ValueError) as error:
         raise UpstreamUnavailable(f"capability {capability.id!r} has an invalid upstream URL: {error}") from None
-    try:
-        upstream = await client.send(upstream_request, stream=True)
-    except httpx.TimeoutException as error:
+    except TimeoutError as error:  # aiohttp's timeouts (ServerTimeoutError, ConnectionTimeoutError) are these
         log.warning("upstream of %s timed out: %s", capability.id, type(error).__name__)
         raise UpstreamTimeout(f"the upstream of capability {capability.id!r} did not answer in time "
                               f"({type(error).__name__}); you were not charged") from None
-    except httpx.HTTPError as error:
+    except aiohttp.ClientError as error:
         log.warning("upstream of %s unavailable: %s: %s", capability.id, type(error).__name__, error)
         raise UpstreamUnavailable(f"the upstream of capability {capability.id!r} cannot be reached "
                                   f"({type(error).__name__}); you were not charged") from None
 
-    response = StreamingResponse(_relay(upstream, capability.id), status_code=upstream.status_code,
-                                 background=BackgroundTask(upstream.aclose))
-    response.raw_headers = _end_to_end(upstream.headers.raw, also_drop=_PAYMENT_HEADERS | _OWN_RESPONSE_HEADERS)
+    response = StreamingResponse(_relay(upstream, capability.id), status_code=upstream.status,
+                                 background=BackgroundTask(upstream.release))
+    response.raw_headers = _end_to_end(list(upstream.raw_headers),
+                                       also_drop=_PAYMENT_HEADERS | _OWN_RESPONSE_HEADERS)
     return response
 
 
-async def _relay(upstream: httpx.Response, capability_id: str) -> AsyncIterator[bytes]:
-    """The upstream's body as it arrives, undecoded (its Content-Encoding is passed on with it)."""
+async def _relay(upstream: aiohttp.ClientResponse, capability_id: str) -> AsyncIterator[bytes]:
+    """The upstream's body as it arrives, undecoded (its Content-Encoding is passed on with it).
+
+    aiohttp stops reading the socket while its buffer holds more than a few chunks, so a slow caller
+    slows the upstream down instead of filling our memory.
+    """
     try:
-        async for chunk in upstream.aiter_raw():
+        async for chunk in upstream.content.iter_any():
             yield chunk
-    except httpx.HTTPError as error:
+    except (aiohttp.ClientError, TimeoutError) as error:
         log.warning("upstream of %s failed mid-body: %s", capability_id, type(error).__name__)
         raise  # the status is already sent: abort the connection rather than end the body cleanly
     finally:
-        await upstream.aclose()
+        upstream.release()

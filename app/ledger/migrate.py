@@ -10,6 +10,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
@@ -32,3 +33,17 @@ def new_revision(engine: Engine, message: str) -> None:
     """Autogenerate a migration from the difference between the tables and ``engine``'s database."""
     with engine.begin() as connection:
         command.revision(_config(connection), message=message, autogenerate=True)
+
+
+def downgrade_schema(engine: Engine, revision: str) -> None:
+    """Take the database back to ``revision`` (an operator's rollback; the tests use it to age a database)."""
+    with engine.begin() as connection:
+        command.downgrade(_config(connection), revision)
+
+
+def head_revision() -> str:
+    """The newest revision in the migration history."""
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    if head is None:
+        raise RuntimeError(f"no migrations in {MIGRATIONS}")
+    return head

@@ -20,8 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
-from eth_utils import is_checksum_address, to_checksum_address
-
+from app.chain.signatures import to_checksum
 from app.config import NetworkConfig, known_networks
 from app.ledger.models import Agent, Capability, CapabilityStatus
 from app.ledger.types import UINT256_MAX
@@ -118,12 +117,12 @@ def validate_name(value: Any, field: str) -> str:
 def validate_address(value: Any, field: str) -> str:
     """``0x`` + 40 hex digits, returned checksummed; a mixed-case address must have a valid checksum."""
     address = _required_text(value, field)
-    if not ADDRESS.match(address):
+    if not ADDRESS.fullmatch(address):
         raise RegistryValidationError(field, f"{address!r} is not an address (0x followed by 40 hex digits)")
-    digits = address[2:]
-    if digits != digits.lower() and digits != digits.upper() and not is_checksum_address(address):
+    digits, checksummed = address[2:], to_checksum(address)
+    if digits != digits.lower() and digits != digits.upper() and address != checksummed:
         raise RegistryValidationError(field, f"{address} has an invalid EIP-55 checksum (a typo?)")
-    return to_checksum_address(address)
+    return checksummed
 
 
 def validate_price(value: Any, field: str = "price") -> int:

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from eth_utils import is_address, to_checksum_address
 from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from app.ledger.attribution import as_utc
+from app.ledger.registry_validation import RegistryValidationError, validate_address
 from app.settlement.models import Settlement, SettlementState
 
 DEFAULT_LIMIT = 100
@@ -73,9 +73,10 @@ def normalize_filters(filters: SettlementFilters) -> SettlementFilters:
             raise SettlementQueryError(f"state must be one of {allowed}; got {state!r}") from None
     payer = filters.payer
     if payer is not None:
-        if not is_address(payer):
-            raise SettlementQueryError(f"payer is not an address: {payer!r}")
-        payer = to_checksum_address(payer)
+        try:
+            payer = validate_address(payer, "payer")
+        except RegistryValidationError as error:
+            raise SettlementQueryError(str(error)) from None
     created_from, created_to = as_utc(filters.created_from), as_utc(filters.created_to)
     if created_from is not None and created_to is not None and created_to < created_from:
         raise SettlementQueryError("'to' is before 'from'")

@@ -12,6 +12,7 @@ from web3.contract import Contract
 
 from app.chain.devchain import DevChain
 from app.chain.eip3009 import find_transfer, transfer_with_authorization_calldata
+from app.chain.keys import HotWallet
 from app.chain.rpc import RpcClient
 from app.chain.sender import (
     BroadcastError,
@@ -57,7 +58,7 @@ def transfer_calldata(w3: Web3, token: Contract, anvil: DevChain) -> bytes:
 async def signed_transfer(rpc: RpcClient, w3: Web3, token: Contract, anvil: DevChain, *, nonce: int) -> SignedTx:
     max_fee, tip = await suggest_fees(rpc, POLICY)
     return sign_transaction(
-        anvil.wallets.facilitator,
+        HotWallet.from_key(anvil.wallets.facilitator.key),
         chain_id=CHAIN_ID,
         nonce=nonce,
         to=token.address,
@@ -160,7 +161,7 @@ async def test_a_reused_nonce_is_refused_as_nonce_too_low(
 async def test_a_wallet_without_gas_money_is_refused_as_insufficient_funds(
     rpc: RpcClient, token: Contract, chain_snapshot: str
 ) -> None:
-    pauper = Account.create()
+    pauper = HotWallet.from_key(Account.create().key)
     max_fee, tip = await suggest_fees(rpc, POLICY)
     signed = sign_transaction(
         pauper,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from fastapi.testclient import TestClient
 
 from app.chain import eip3009, sender
+from app.chain.keys import HotWallet
 from app.ledger.database import create_schema, make_engine
 from app.main import create_app
 from app.settlement.models import Settlement, SettlementState
@@ -68,7 +69,7 @@ def test_a_stored_transaction_that_never_reached_the_node_is_resent_after_a_rest
     nonce = w3.eth.get_transaction_count(facilitator.address, "pending")
     block = w3.eth.get_block("latest")
     tx = sender.sign_transaction(
-        facilitator, chain_id=84532, nonce=nonce, to=USDC,
+        HotWallet.from_key(facilitator.key), chain_id=84532, nonce=nonce, to=USDC,
         data=eip3009.transfer_with_authorization_calldata(
             payer.address, payee, PRICE, 0, int(auth["validBefore"]), bytes.fromhex(auth["nonce"][2:]),
             bytes.fromhex(signed.signature[2:]),

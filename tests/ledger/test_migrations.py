@@ -5,7 +5,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlmodel import SQLModel
 
-from app.ledger.database import create_schema
+from app.ledger.database import SCHEMA_REVISION, create_schema, schema_revision
+from app.ledger.migrate import downgrade_schema, head_revision
 
 
 def test_migrations_create_every_table_and_match_the_models(engine):
@@ -17,3 +18,23 @@ def test_migrations_create_every_table_and_match_the_models(engine):
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
         assert compare_metadata(context, SQLModel.metadata) == []
+
+
+def test_the_revision_the_service_checks_at_start_up_is_the_newest_migration():
+    # create_schema skips Alembic when the database is at SCHEMA_REVISION: a new migration must move it
+    assert head_revision() == SCHEMA_REVISION
+
+
+def test_an_empty_database_has_no_revision_and_a_migrated_one_is_at_the_head(engine):
+    assert schema_revision(engine) is None
+    create_schema(engine)
+    assert schema_revision(engine) == SCHEMA_REVISION
+
+
+def test_a_database_at_an_older_revision_is_upgraded_at_start_up(engine):
+    create_schema(engine)
+    downgrade_schema(engine, "0001")
+    assert "payment_claims" not in inspect(engine).get_table_names()
+    create_schema(engine)
+    assert schema_revision(engine) == SCHEMA_REVISION
+    assert "payment_claims" in inspect(engine).get_table_names()
