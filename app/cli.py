@@ -79,7 +79,8 @@ def serve(
         typer.secho(f"configuration error: {error}", fg=typer.colors.RED, err=True)
         raise typer.Exit(2) from None
     tune_garbage_collector()
-    uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_level=settings.log_level)
+    # ws="none": nothing here speaks WebSocket, so uvicorn need not load a WebSocket stack
+    uvicorn.run(app, host=host or settings.host, port=port or settings.port, log_level=settings.log_level, ws="none")
 
 
 def tune_garbage_collector() -> None:

@@ -6,11 +6,11 @@ means another request, thread or replica owns the row, and the caller must re-re
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -142,6 +142,16 @@ class SettlementRepository:
             )
 
 
+def _insert_with_on_conflict(dialect: str) -> Callable[..., Any]:
+    """The backend's INSERT that supports ON CONFLICT, imported when first used: each dialect module
+    costs megabytes of memory that a service on the other backend never needs."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    return insert
+
+
 class SignerNonceRepository:
     """Transaction nonces of the facilitator's hot wallets, allocated from the database."""
 
@@ -154,7 +164,7 @@ class SignerNonceRepository:
         Never lowers it: a lower chain count means our own transactions are still in flight.
         """
         dialect = self._engine.dialect.name
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+        insert = _insert_with_on_conflict(dialect)
         greatest = func.greatest if dialect == "postgresql" else func.max
         statement = insert(SignerNonce).values(
             network=network, address=address, next_nonce=chain_nonce, updated_at=utc_now()
