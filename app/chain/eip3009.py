@@ -8,7 +8,7 @@ from typing import Any
 from app.chain.abi import decode, encode
 from app.chain.eip712 import address_bytes, keccak256
 from app.chain.rpc import RpcClient, RpcError
-from app.chain.signatures import has_code, to_checksum
+from app.chain.signatures import has_code, to_checksum, unwrap_erc6492
 from app.chain.token import AUTHORIZATION_STATE, BALANCE_OF, selector
 
 _AUTH_FIELDS = "address,address,uint256,uint256,uint256,bytes32"
@@ -31,7 +31,15 @@ def transfer_with_authorization_calldata(
     signature: bytes,
 ) -> bytes:
     """Calldata of ``transferWithAuthorization``: the v,r,s overload for 65-byte signatures (v as 27/28),
-    the ``bytes signature`` overload (EIP-1271 wallets, USDC v2.2) for any other length."""
+    the ``bytes signature`` overload (EIP-1271 wallets, USDC v2.2) for any other length.
+
+    An ERC-6492 wrapper is unwrapped: it exists for verifiers that may meet a wallet not deployed yet, while
+    the token calls the deployed wallet's ``isValidSignature``, which expects the signature inside.
+    Raises ``SignatureError`` for a malformed wrapper.
+    """
+    wrapped = unwrap_erc6492(signature)
+    if wrapped is not None:
+        signature = wrapped[2]
     args: list[Any] = [to_checksum(payer), to_checksum(to), value, valid_after, valid_before, bytes(nonce)]
     if len(signature) == 65:
         v = signature[64]

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 from app.chain import eip3009
 from app.chain.eip712 import domain_separator, transfer_authorization_digest
 from app.chain.rpc import RpcClient
-from app.chain.signatures import SignatureError, SignatureStatus, recover_signer, to_checksum, verify_signature
+from app.chain.signatures import (
+    SignatureError,
+    SignatureStatus,
+    recover_signer,
+    to_checksum,
+    unwrap_erc6492,
+    verify_signature,
+)
 from app.config import AssetConfig, NetworkConfig
 from app.protocol import (
     AnyPaymentPayload,
@@ -123,6 +130,10 @@ def prepare_payment(
             f"the authorization is not valid before {auth.valid_after}",
             payer,
         )
+    try:
+        unwrap_erc6492(auth.signature)  # a broken wrapper is refused here, before any chain call
+    except SignatureError as error:
+        raise PaymentInvalid(Reason.invalid_exact_evm_payload_signature, error.reason, payer) from None
     separator = domain_separator(asset.name, asset.version, network.chain_id, asset.address)
     digest = transfer_authorization_digest(
         separator, auth.payer, auth.to, auth.value, auth.valid_after, auth.valid_before, auth.nonce

@@ -23,7 +23,7 @@ from app.chain.eip3009 import (
     transfer_with_authorization_calldata,
 )
 from app.chain.rpc import RpcClient
-from app.chain.signatures import SECP256K1_N
+from app.chain.signatures import ERC6492_MAGIC, SECP256K1_N, SignatureError, wrap_erc6492
 from tests.support.eip3009 import SignedAuthorization, sign_transfer_authorization
 
 pytestmark = [pytest.mark.chain]
@@ -61,9 +61,9 @@ def calldata_of(auth: SignedAuthorization, signature: bytes | None = None) -> by
 # ------------------------------------------------------------------------------------------ pure
 
 
-def test_calldata_matches_web3_for_both_overloads(token: Contract, anvil: DevChain) -> None:
+def authorize_offline(token: Contract, anvil: DevChain) -> SignedAuthorization:
     payer, payee = anvil.wallets.agents[0], anvil.wallets.providers[0]
-    auth = sign_transfer_authorization(
+    return sign_transfer_authorization(
         payer,
         token_address=token.address,
         chain_id=CHAIN_ID,
@@ -73,6 +73,10 @@ def test_calldata_matches_web3_for_both_overloads(token: Contract, anvil: DevCha
         valid_before=2**40,
         nonce=b"\x07" * 32,
     )
+
+
+def test_calldata_matches_web3_for_both_overloads(token: Contract, anvil: DevChain) -> None:
+    auth = authorize_offline(token, anvil)
     vrs = token.get_function_by_signature(
         "transferWithAuthorization(address,address,uint256,uint256,uint256,bytes32,uint8,bytes32,bytes32)"
     )(*auth.vrs_args())
@@ -85,6 +89,16 @@ def test_calldata_matches_web3_for_both_overloads(token: Contract, anvil: DevCha
     long_signature = auth.signature + b"\x00" * 7
     expected = by_bytes(*auth.message_args(), long_signature)._encode_transaction_data()
     assert calldata_of(auth, long_signature) == bytes.fromhex(expected[2:])
+
+
+def test_an_erc6492_wrapped_signature_is_sent_to_the_token_unwrapped(token: Contract, anvil: DevChain) -> None:
+    auth = authorize_offline(token, anvil)
+    long_signature = auth.signature + b"\x01" * 7  # a smart wallet's signature: the bytes overload
+    for inner in (auth.signature, long_signature):
+        wrapped = wrap_erc6492("0x" + "fa" * 20, b"\xc0\xff\xee", inner)
+        assert calldata_of(auth, wrapped) == calldata_of(auth, inner)
+    with pytest.raises(SignatureError):
+        calldata_of(auth, b"\x00" * 64 + ERC6492_MAGIC)
 
 
 @pytest.mark.parametrize(

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from app.chain.contracts import load_artifact
 from app.chain.deploy import deploy_contract, mint
 from app.chain.eip3009 import TRANSFER_TOPIC
+from app.chain.signatures import wrap_erc6492
 from tests.support.payments import BASE_SEPOLIA, USDC, body_v2, paid_body, requirements_v2, sign_exact
 
 PRICE = 12_345
@@ -120,6 +123,35 @@ def test_a_payment_from_an_eip1271_smart_wallet_settles(client, payer, payee, w3
     assert client.post("/verify", json=body).json() == {"isValid": True, "payer": wallet}
     assert client.post("/settle", json=body).json()["success"] is True
     assert watched.moved() == {wallet: -PRICE, payee: PRICE}
+
+
+def test_an_erc6492_wrapped_signature_of_a_deployed_wallet_settles_with_the_inner_signature(
+    client, payer, payee, w3, dev_deployment, balances
+):
+    # A client that cannot know whether the wallet is deployed yet wraps its signature (ERC-6492). Once the
+    # wallet exists, the token must see the inner signature: our SmartWallet, like most, rejects the wrapper.
+    wallet = deploy_contract(w3, dev_deployment.wallets.deployer, load_artifact("SmartWallet"), payer.address)
+    mint(w3, dev_deployment.wallets.deployer, USDC, wallet, 10**6)
+    watched = balances(wallet, payee)
+    signed = sign_exact(payer, to=payee, value=PRICE, from_address=wallet)
+    wrapped = wrap_erc6492("0x" + "fa" * 20, bytes.fromhex("c0ffee"), bytes.fromhex(signed.signature[2:]))
+    body = body_v2(replace(signed, signature="0x" + wrapped.hex()), requirements_v2(payee, PRICE))
+    assert client.post("/verify", json=body).json() == {"isValid": True, "payer": wallet}
+    settled = client.post("/settle", json=body).json()
+    assert settled["success"] is True, settled
+    assert watched.moved() == {wallet: -PRICE, payee: PRICE}
+
+
+def test_a_malformed_erc6492_wrapper_is_an_invalid_signature_and_moves_nothing(client, payer, payee, balances):
+    watched = balances(payer.address, payee)
+    signed = sign_exact(payer, to=payee, value=PRICE)
+    broken = bytes(64) + bytes.fromhex("6492" * 16)  # the magic suffix after something that is not abi.encode
+    body = body_v2(replace(signed, signature="0x" + broken.hex()), requirements_v2(payee, PRICE))
+    verified = client.post("/verify", json=body).json()
+    assert verified["isValid"] is False
+    assert verified["invalidReason"] == "invalid_exact_evm_payload_signature"
+    assert client.post("/settle", json=body).json()["success"] is False
+    assert watched.moved() == {payer.address: 0, payee: 0}
 
 
 def test_a_receipt_that_does_not_arrive_in_time_is_pending_with_its_hash_and_a_retry_completes_it(
