@@ -5,6 +5,7 @@ without a settlement. The 50 MB test runs the service as its own process to meas
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import json
 import os
@@ -17,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from app.chain.devchain import free_port
 from app.gateway import proxy
@@ -33,6 +34,7 @@ PROXY_PRICE = 3_000
 CHUNK = 64 * 1024
 BIG = 50 * 1024 * 1024
 SLOW_SECONDS = 2.0
+GZIPPED = gzip.compress(b"compressed by the provider; passed on as is " * 100)
 
 
 # ------------------------------------------------------------------------------------------ upstream
@@ -69,6 +71,12 @@ def upstream_app() -> FastAPI:
         request.app.state.hits += 1
         await asyncio.sleep(SLOW_SECONDS)
         return {"late": "yes"}
+
+    @app.get("/gzipped")
+    async def gzipped(request: Request) -> Response:
+        request.app.state.hits += 1
+        return Response(GZIPPED, media_type="text/plain", headers={
+            "Content-Encoding": "gzip", "X-Accept-Encoding-Seen": request.headers.get("accept-encoding", "none")})
 
     @app.get("/big")
     async def big(size: int = BIG) -> StreamingResponse:
@@ -202,6 +210,30 @@ def test_a_post_body_is_streamed_to_the_upstream(gateway, proxied, dev_deploymen
     seen = seen_headers(response)
     assert seen["transfer-encoding"] == ["chunked"] and "content-length" not in seen  # not buffered to count it
     assert watched.moved() == {payer.address: -PROXY_PRICE, payee: PROXY_PRICE}
+
+
+def test_a_post_body_with_a_known_length_keeps_its_length(gateway, proxied, dev_deployment):
+    body = os.urandom(100_000)
+    response = paid(gateway, "/cap/legacy/echo/upload", dev_deployment.wallets.agents[0], method="POST", content=body)
+    assert response.status_code == 200, response.text
+    assert response.json()["size"] == len(body)
+    assert response.json()["sha256"] == hashlib.sha256(body).hexdigest()
+    assert seen_headers(response)["content-length"] == [str(len(body))]
+
+
+def test_a_compressed_response_passes_through_undecoded_and_only_the_callers_accept_encoding_goes_up(
+    gateway, proxied, dev_deployment
+):
+    payer = dev_deployment.wallets.agents[0]
+    with_gzip = paid(gateway, "/cap/legacy/gzipped", payer, headers={"Accept-Encoding": "gzip"})
+    assert with_gzip.status_code == 200
+    assert with_gzip.headers["content-encoding"] == "gzip"
+    assert with_gzip.headers["x-accept-encoding-seen"] == "gzip"
+    assert with_gzip.content == gzip.decompress(GZIPPED)  # httpx decodes; the bytes on the wire were the provider's
+    echoed = paid(gateway, "/cap/legacy/echo", payer, headers={"Accept-Encoding": "identity", "User-Agent": "agent/1"})
+    # the caller's own values, once each: the proxy's HTTP client adds none of its own
+    assert seen_headers(echoed)["accept-encoding"] == ["identity"]
+    assert seen_headers(echoed)["user-agent"] == ["agent/1"]
 
 
 # ------------------------------------------------------------------------------ upstream failures
