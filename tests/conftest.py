@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.support.chain",
     "tests.support.databases",
     "tests.support.facilitator",
+    "tests.support.loopback",
 ]

@@ -1,14 +1,12 @@
-"""Fixtures for the client's end-to-end tests: our facilitator served over loopback, on the session anvil.
+"""The client's end-to-end tests: our facilitator served over loopback, on the session anvil.
 
-Reused from tests/interop: the guard that keeps the SDK from ending pytest, the check that no server
-thread outlives its test, and the facilitator/agent/provider/balance fixtures.
+The fixtures (facilitator_url, agent, provider, ledger) and both guards are in tests/support/loopback.py,
+shared with tests/interop.
 """
 
-from tests.interop.conftest import (  # noqa: F401  (pytest fixtures, used by name)
-    agent,
-    facilitator_url,
-    ledger,
-    no_threads_left_behind,
-    provider,
-    sdk_cannot_kill_pytest,
-)
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def guarded(sdk_cannot_kill_pytest: None, no_threads_left_behind: None) -> None:
+    """Both guards of tests/support/loopback.py, for every test here."""

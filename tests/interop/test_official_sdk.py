@@ -37,7 +37,7 @@ from x402.schemas.v1 import PaymentPayloadV1, PaymentRequiredV1, PaymentRequirem
 from app.chain.deploy import DevDeployment
 from app.chain.eip3009 import TRANSFER_TOPIC
 from app.protocol import decode_header
-from tests.interop.conftest import SdkWantedToExit
+from tests.support.loopback import SdkWantedToExit
 from tests.support.payments import BASE_SEPOLIA, USDC
 from tests.support.servers import serve
 

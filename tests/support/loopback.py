@@ -1,0 +1,97 @@
+"""Pytest plugin: our facilitator on a real loopback port, for the official x402 SDK and our own client.
+
+Used by tests/interop (the SDK against us) and tests/client (our client against the SDK's server).
+The two guards are not autouse here; each of those directories' conftest turns them on for its tests:
+
+- ``sdk_cannot_kill_pytest``: the SDK's ``os._exit`` becomes a test failure;
+- ``no_threads_left_behind``: every server a test started is gone when it ends.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from eth_account.signers.local import LocalAccount
+from web3.contract import Contract
+
+from app.chain.deploy import DevDeployment
+from app.config import Settings
+from app.main import create_app
+from tests.support.servers import serve
+
+
+class SdkWantedToExit(RuntimeError):
+    """The SDK tried to end the process (``os._exit(1)``); here it fails the test instead."""
+
+
+@pytest.fixture
+def sdk_cannot_kill_pytest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A start-up capability mismatch makes the SDK's middleware call ``os._exit(1)``.
+
+    That would end the whole pytest run with no report; raise instead so the test fails and says why.
+    """
+    import x402.http.background_init as background_init
+
+    def refuse(code: int) -> None:
+        raise SdkWantedToExit(f"the x402 SDK called os._exit({code}): our /supported lacks a route's kind")
+
+    monkeypatch.setattr(background_init, "_process_exit", refuse)
+
+
+@pytest.fixture
+def no_threads_left_behind() -> Iterator[None]:
+    before = set(threading.enumerate())
+    yield
+    deadline = time.monotonic() + 5.0
+    leftover = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    while leftover and time.monotonic() < deadline:
+        time.sleep(0.05)  # worker threads of a just-closed event loop take a moment to see the stop
+        leftover = [t for t in leftover if t.is_alive()]
+    assert not leftover, f"threads left running after the test: {[t.name for t in leftover]}"
+
+
+@pytest.fixture
+def facilitator_url(facilitator_settings: Settings) -> Iterator[str]:
+    """Our facilitator (the real app, lifespan included) served on a loopback port."""
+    with serve(create_app(facilitator_settings)) as url:
+        yield url
+
+
+@pytest.fixture
+def agent(dev_deployment: DevDeployment) -> LocalAccount:
+    return dev_deployment.wallets.agents[0]
+
+
+@pytest.fixture
+def provider(dev_deployment: DevDeployment) -> str:
+    return dev_deployment.wallets.providers[0].address
+
+
+class Ledger:
+    """Every dev wallet's token balance plus the total supply, read from the chain before and after."""
+
+    def __init__(self, token: Contract, addresses: list[str]) -> None:
+        self._token = token
+        self._addresses = addresses
+        self.before = self.read()
+
+    def read(self) -> dict[str, int]:
+        balances = {address: self._token.functions.balanceOf(address).call() for address in self._addresses}
+        balances["totalSupply"] = self._token.functions.totalSupply().call()
+        return balances
+
+    def moved(self) -> dict[str, int]:
+        """Only the non-zero changes: anything beyond payer and payee shows up here."""
+        after = self.read()
+        return {key: after[key] - self.before[key] for key in after if after[key] != self.before[key]}
+
+
+@pytest.fixture
+def ledger(token: Contract, dev_deployment: DevDeployment):
+    wallets = dev_deployment.wallets
+    addresses = [w.address for w in wallets.agents] + [w.address for w in wallets.providers]
+    addresses.append(wallets.facilitator.address)
+    return lambda: Ledger(token, addresses)
