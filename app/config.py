@@ -78,6 +78,9 @@ class Settings(BaseSettings):
     max_fee_per_gas_wei: int = 200 * 10**9
     priority_fee_wei: int = 10**8
     settle_gas_limit: int = 200_000
+    # How often confirmed settlements are checked against the chain's finalized block (and moved to
+    # finalized); 0 turns the background check off.
+    finality_poll_seconds: float = Field(default=30.0, ge=0)
 
     # Callers of /verify and /settle: SHA-256 hex digests of accepted bearer keys. Empty: open
     # (local development). `printf %s "$KEY" | sha256sum` gives a digest; never store the keys themselves.

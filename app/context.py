@@ -22,6 +22,7 @@ from app.gateway.facilitators import LocalFacilitator
 from app.gateway.paywall import PaymentGate
 from app.ledger.database import create_schema, make_engine
 from app.ledger.repository import AgentRepository, AttributionResolver, CapabilityRepository
+from app.settlement.finality import FinalityWatcher
 from app.settlement.repository import SettlementRepository, SignerNonceRepository
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ class ServiceContext:
     facilitator: HotWallet | None = None
     facilitator_service: Facilitator = field(init=False)
     payment_gate: PaymentGate = field(init=False)
+    finality_watcher: FinalityWatcher = field(init=False)
 
     def __post_init__(self) -> None:
         self.facilitator_service = Facilitator(
@@ -47,6 +49,8 @@ class ServiceContext:
             signer=self.facilitator,
             policy=SettlePolicy.from_settings(self.settings),
         )
+        self.finality_watcher = FinalityWatcher(networks=self.networks, rpc=self.rpc,
+                                                settlements=SettlementRepository(self.engine))
         self.payment_gate = PaymentGate(
             capabilities=CapabilityRepository(self.engine),
             agents=AgentRepository(self.engine),

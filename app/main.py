@@ -44,13 +44,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         context = ServiceContext.build(settings)
         app.state.context = context
         # Settlements a previous run left open are finished in the background, not before serving.
-        resume = asyncio.create_task(_resume_settlements(context), name="resume-settlements")
-        app.state.resume_settlements = resume
+        background = [asyncio.create_task(_resume_settlements(context), name="resume-settlements")]
+        app.state.resume_settlements = background[0]
+        if settings.finality_poll_seconds > 0:
+            background.append(asyncio.create_task(
+                context.finality_watcher.run_forever(settings.finality_poll_seconds), name="finality"))
         try:
             yield
         finally:
-            resume.cancel()
-            await asyncio.gather(resume, return_exceptions=True)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             await context.close()
 
     app = FastAPI(

@@ -74,6 +74,7 @@ class SettlementRepository:
         stamp_field = {
             SettlementState.SUBMITTED: "submitted_at",
             SettlementState.CONFIRMED: "confirmed_at",
+            SettlementState.FINALIZED: "finalized_at",
             SettlementState.FAILED: "failed_at",
             SettlementState.EXPIRED: "failed_at",
         }.get(to_state)
@@ -88,6 +89,20 @@ class SettlementRepository:
             result = session.exec(statement)
             session.commit()
             return result.rowcount == 1
+
+    def confirmed_through(self, network: str, block_number: int, *, after_id: int = 0, limit: int
+                          ) -> list[Settlement]:
+        """Confirmed settlements on ``network`` mined at or below ``block_number``, by id after ``after_id``
+        (a cursor: rows a pass leaves confirmed are not read again by the same pass)."""
+        statement = (
+            select(Settlement)
+            .where(Settlement.network == network, Settlement.state == SettlementState.CONFIRMED.value,
+                   Settlement.block_number <= block_number, Settlement.id > after_id)
+            .order_by(Settlement.id)
+            .limit(limit)
+        )
+        with Session(self._engine) as session:
+            return list(session.exec(statement).scalars().all())
 
     def confirm(self, settlement_id: int, **block: object) -> bool:
         """submitted -> confirmed and the journal lines, in ONE transaction: the ledger never shows a
