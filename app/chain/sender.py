@@ -48,6 +48,34 @@ async def suggest_fees(rpc: RpcClient, policy: FeePolicy) -> tuple[int, int]:
     return max_fee, min(policy.priority_fee, max_fee)
 
 
+class FeeOracle:
+    """``suggest_fees`` for one network, reused for ``max_age`` seconds.
+
+    Every settlement in a burst would otherwise read the same latest block. A fee up to a second old
+    is safe: the max fee is twice the base fee, which covers several full blocks of base-fee growth.
+    A failure (unreachable node, base fee above the cap) is raised to every caller and never cached.
+    """
+
+    def __init__(self, rpc: RpcClient, policy: FeePolicy, *, max_age: float = 1.0) -> None:
+        self._rpc = rpc
+        self._policy = policy
+        self._max_age = max_age
+        self._cached: tuple[float, tuple[int, int]] | None = None
+        self._refresh = asyncio.Lock()
+
+    async def fees(self) -> tuple[int, int]:
+        """(maxFeePerGas, maxPriorityFeePerGas), as ``suggest_fees`` gives them."""
+        loop = asyncio.get_running_loop()
+        if self._cached is not None and loop.time() - self._cached[0] < self._max_age:
+            return self._cached[1]
+        async with self._refresh:  # one read for all the callers that found the cache stale together
+            if self._cached is not None and loop.time() - self._cached[0] < self._max_age:
+                return self._cached[1]
+            fees = await suggest_fees(self._rpc, self._policy)
+            self._cached = (loop.time(), fees)
+            return fees
+
+
 @dataclass(frozen=True)
 class SignedTx:
     raw: bytes

@@ -91,6 +91,7 @@ class Facilitator:
         # One task per exact authorization inside this process: concurrent callers share its answer.
         self._in_flight: dict[tuple[AuthorizationKey, bytes], asyncio.Task[SettleResponse]] = {}
         self._nonce_floors: set[str] = set()
+        self._fees = {name: sender.FeeOracle(rpc[name], policy.fees) for name in networks if name in rpc}
 
     # ------------------------------------------------------------------------------------ supported
 
@@ -177,24 +178,26 @@ class Facilitator:
             await self._verify(payload, requirements)
         except PaymentInvalid as invalid:
             return _failure(invalid.reason, invalid.message, payment.network.network, invalid.payer)
-        attribution = await run_in_threadpool(self._attribute, payment, payload, requirements)
-        row = await run_in_threadpool(self._settlements.create, _new_row(payment, attribution,
-                                                                         _resource_url(payload, requirements)))
+        row = await run_in_threadpool(self._record, payment, payload, requirements)
         if row is None:  # another replica recorded it between our read and our insert
             existing = await self._stored(key)
             assert existing is not None
             return await self._follow(existing)
         return await self._submit(row)
 
-    def _attribute(
+    def _record(
         self, payment: PreparedPayment, payload: AnyPaymentPayload, requirements: AnyPaymentRequirements
-    ) -> Attribution:
+    ) -> Settlement | None:
+        """Attribute the payment and record its row (one worker-thread hop for both); None when another
+        request or replica recorded this authorization first."""
         hint = (requirements.extra or {}).get("capabilityId")
-        return self._attribution.resolve(
+        resource_url = _resource_url(payload, requirements)
+        attribution = self._attribution.resolve(
             payer=payment.payer, payee=payment.payee, network=payment.network.network,
             asset=payment.asset.address, value=payment.authorization.value,
-            resource_url=_resource_url(payload, requirements), capability_hint=hint if isinstance(hint, str) else None,
+            resource_url=resource_url, capability_hint=hint if isinstance(hint, str) else None,
         )
+        return self._settlements.create(_new_row(payment, attribution, resource_url))
 
     async def _stored(self, key: AuthorizationKey) -> Settlement | None:
         return await run_in_threadpool(self._settlements.find, key)
@@ -205,7 +208,7 @@ class Facilitator:
         network = self._networks[row.network]
         rpc = self._rpc[network.network]
         await self._ensure_nonce_floor(network, rpc)
-        max_fee, tip = await sender.suggest_fees(rpc, self._policy.fees)
+        max_fee, tip = await self._fees[network.network].fees()
         nonce = await run_in_threadpool(self._nonces.allocate, network.network, self._signer.address)
         signed = sender.sign_transaction(
             self._signer, chain_id=network.chain_id, nonce=nonce, to=row.asset, data=_calldata_of(row),
@@ -371,7 +374,7 @@ class Facilitator:
         assert self._signer is not None
         if await run_in_threadpool(self._nonces.give_back, network.network, self._signer.address, nonce):
             return
-        max_fee, tip = await sender.suggest_fees(rpc, self._policy.fees)
+        max_fee, tip = await self._fees[network.network].fees()
         filler = sender.sign_transaction(
             self._signer, chain_id=network.chain_id, nonce=nonce, to=self._signer.address, data=b"",
             gas=21_000, max_fee_per_gas=max_fee, max_priority_fee_per_gas=tip,

@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session
 
 from app.gateway.models import PaymentClaim
+from app.ledger.database import write_session
 
 
 class ClaimRepository:
@@ -16,7 +16,7 @@ class ClaimRepository:
 
     def claim(self, claim: PaymentClaim) -> bool:
         """True when this request now owns the authorization; False when another request had it."""
-        with Session(self._engine) as session:
+        with write_session(self._engine) as session:
             session.add(claim)
             try:
                 session.commit()
@@ -26,6 +26,6 @@ class ClaimRepository:
 
     def release(self, request_id: str) -> None:
         """Give the authorization back (the handler failed, nothing was settled): the agent may retry it."""
-        with Session(self._engine) as session:
+        with write_session(self._engine) as session:
             session.exec(delete(PaymentClaim).where(PaymentClaim.request_id == request_id))
             session.commit()

@@ -5,11 +5,15 @@ Only repositories issue SQL; this module only knows how to connect and whether t
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import event, inspect, text
 from sqlalchemy.engine import Engine, make_url
-from sqlmodel import create_engine
+from sqlmodel import Session, create_engine
 
 
 def make_engine(url: str) -> Engine:
@@ -68,3 +72,28 @@ def schema_revision(engine: Engine) -> str | None:
         if not inspect(connection).has_table("alembic_version"):
             return None
         return connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
+
+
+_sqlite_writers: dict[str, threading.Lock] = {}
+_sqlite_writers_guard = threading.Lock()
+
+
+@contextmanager
+def write_session(engine: Engine, **options: Any) -> Iterator[Session]:
+    """A session for a write transaction. On SQLite, the writers of this process take turns on a lock.
+
+    SQLite admits one writer at a time; the others sleep and retry (up to 100 ms a try), which is unfair:
+    under a burst of settlements an unlucky writer keeps missing its turn and its request's latency
+    grows to seconds. Queuing on a lock wakes the next writer as soon as the last one commits.
+    Readers never wait (WAL), and writers in other processes still wait through the busy timeout.
+    PostgreSQL has row locks and needs none of this.
+    """
+    if engine.dialect.name != "sqlite":
+        with Session(engine, **options) as session:
+            yield session
+        return
+    key = str(engine.url)
+    with _sqlite_writers_guard:
+        lock = _sqlite_writers.setdefault(key, threading.Lock())
+    with lock, Session(engine, **options) as session:
+        yield session

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from app.ledger.database import write_session
 from app.ledger.journal import reversal_of, settlement_lines
 from app.ledger.models import JournalLine
 from app.settlement.models import SUCCESS_STATES, Settlement, SettlementState, SignerNonce, utc_now
@@ -51,7 +52,7 @@ class SettlementRepository:
 
     def create(self, settlement: Settlement) -> Settlement | None:
         """Insert a new row; None when the authorization is already recorded (someone else owns it)."""
-        with Session(self._engine, expire_on_commit=False) as session:
+        with write_session(self._engine, expire_on_commit=False) as session:
             session.add(settlement)
             try:
                 session.commit()
@@ -85,7 +86,7 @@ class SettlementRepository:
             .where(Settlement.id == settlement_id, Settlement.state.in_([s.value for s in from_states]))
             .values(state=to_state.value, **timestamps, **changes)
         )
-        with Session(self._engine) as session:
+        with write_session(self._engine) as session:
             result = session.exec(statement)
             session.commit()
             return result.rowcount == 1
@@ -113,7 +114,7 @@ class SettlementRepository:
             .where(Settlement.id == settlement_id, Settlement.state == SettlementState.SUBMITTED.value)
             .values(state=SettlementState.CONFIRMED.value, confirmed_at=now, updated_at=now, **block)
         )
-        with Session(self._engine) as session:
+        with write_session(self._engine) as session:
             if session.exec(statement).rowcount != 1:
                 session.rollback()
                 return False
@@ -133,7 +134,7 @@ class SettlementRepository:
                    Settlement.state.in_([s.value for s in SUCCESS_STATES]))
             .values(state=to_state.value, error_reason=reason, error_message=memo, failed_at=now, updated_at=now)
         )
-        with Session(self._engine) as session:
+        with write_session(self._engine) as session:
             if session.exec(statement).rowcount != 1:
                 session.rollback()
                 return False
@@ -189,7 +190,7 @@ class SignerNonceRepository:
             set_={"next_nonce": greatest(SignerNonce.next_nonce, statement.excluded.next_nonce),
                   "updated_at": statement.excluded.updated_at},
         ).returning(SignerNonce.next_nonce)
-        with Session(self._engine) as session:
+        with write_session(self._engine) as session:
             value = session.exec(statement).scalar_one()
             session.commit()
             return int(value)
@@ -202,7 +203,7 @@ class SignerNonceRepository:
             .values(next_nonce=SignerNonce.next_nonce + 1, updated_at=utc_now())
             .returning(SignerNonce.next_nonce)
         )
-        with Session(self._engine) as session:
+        with write_session(self._engine) as session:
             value = session.exec(statement).scalar_one_or_none()
             session.commit()
         if value is None:
@@ -217,7 +218,7 @@ class SignerNonceRepository:
                    SignerNonce.next_nonce == nonce + 1)
             .values(next_nonce=nonce, updated_at=utc_now())
         )
-        with Session(self._engine) as session:
+        with write_session(self._engine) as session:
             result = session.exec(statement)
             session.commit()
             return result.rowcount == 1

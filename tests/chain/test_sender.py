@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 
@@ -17,6 +18,7 @@ from app.chain.rpc import RpcClient
 from app.chain.sender import (
     BroadcastError,
     FeeCapExceeded,
+    FeeOracle,
     FeePolicy,
     SignedTx,
     broadcast,
@@ -133,6 +135,37 @@ async def test_a_signed_transfer_is_mined_and_moves_the_tokens(
     after = [token.functions.balanceOf(a).call() for a in (payer.address, payee.address)]
     assert after == [before[0] - AMOUNT, before[1] + AMOUNT]
     assert await pending_nonce(rpc, anvil.wallets.facilitator.address) == nonce + 1
+
+
+@pytest.mark.anyio
+async def test_the_fee_oracle_reads_the_chain_once_per_interval_for_any_number_of_callers(rpc: RpcClient) -> None:
+    counting = CountingRpc(rpc.url)
+    try:
+        oracle = FeeOracle(counting, POLICY, max_age=60)
+        fees = await asyncio.gather(*[oracle.fees() for _ in range(20)])
+        assert set(fees) == {await suggest_fees(rpc, POLICY)}
+        assert counting.calls == 1
+        stale = FeeOracle(counting, POLICY, max_age=0)
+        await stale.fees()
+        await stale.fees()
+        assert counting.calls == 3
+        too_low = FeeOracle(counting, FeePolicy(max_fee_per_gas_cap=1, priority_fee=1), max_age=60)
+        for _ in range(2):  # a refusal is raised each time, never cached
+            with pytest.raises(FeeCapExceeded):
+                await too_low.fees()
+        assert counting.calls == 5
+    finally:
+        await counting.close()
+
+
+class CountingRpc(RpcClient):
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.calls = 0
+
+    async def call(self, method, params=()):  # type: ignore[no-untyped-def]
+        self.calls += 1
+        return await super().call(method, params)
 
 
 @pytest.mark.anyio

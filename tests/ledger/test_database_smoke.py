@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, func, select
 
-from app.ledger.database import check_database
+from app.ledger.database import check_database, write_session
 from app.ledger.types import UINT256_MAX, Uint256, sum_uint256
 from tests.support import postgres as postgres_support
 from tests.support.postgres import ThrowawayPostgres
@@ -230,3 +230,48 @@ def test_missing_server_binaries_are_an_error_not_a_skip(monkeypatch: pytest.Mon
     monkeypatch.setattr(postgres_support.glob, "glob", lambda _pattern: [])
     with pytest.raises(RuntimeError, match="Install PostgreSQL 15"):
         ThrowawayPostgres()
+
+
+def test_sqlite_writers_of_one_process_take_turns_and_postgresql_writers_do_not_wait(engine: Engine) -> None:
+    # On SQLite a second writer queues on the process's lock until the first one's session closes,
+    # instead of sleeping in SQLite's busy handler; PostgreSQL has row locks and no such queue.
+    first_inside, release_first = threading.Event(), threading.Event()
+    events: list[str] = []
+
+    def first() -> None:
+        with write_session(engine):
+            first_inside.set()
+            release_first.wait(5)
+            events.append("first leaves")
+
+    def second() -> None:
+        with write_session(engine):
+            events.append("second enters")
+
+    holder = threading.Thread(target=first)
+    holder.start()
+    assert first_inside.wait(5)
+    waiter = threading.Thread(target=second)
+    waiter.start()
+    waiter.join(0.3)
+    release_first.set()
+    holder.join(5)
+    waiter.join(5)
+    if engine.dialect.name == "sqlite":
+        assert events == ["first leaves", "second enters"]
+    else:
+        assert events == ["second enters", "first leaves"]
+
+
+def test_many_concurrent_writers_all_commit(tables: Engine) -> None:
+    def insert(index: int) -> None:
+        with write_session(tables) as session:
+            session.add(_authorization(value=index, nonce=f"0x{index:064x}"))
+            session.commit()
+
+    threads = [threading.Thread(target=insert, args=(index,)) for index in range(40)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert _count(tables) == 40
