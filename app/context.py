@@ -76,6 +76,7 @@ class ServiceContext:
         )
 
     async def close(self) -> None:
+        await self.facilitator_service.close()
         for client in self.rpc.values():
             await client.close()
         self.engine.dispose()

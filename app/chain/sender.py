@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any
 
 from app.chain import rlp
 from app.chain.eip712 import address_bytes, keccak256
@@ -151,22 +150,6 @@ async def broadcast(rpc: RpcClient, raw: bytes) -> str:
         return str(await rpc.call("eth_sendRawTransaction", ["0x" + bytes(raw).hex()]))
     except RpcError as error:
         raise BroadcastError(classify_broadcast_error(error.message), error) from error
-
-
-async def wait_for_receipt(
-    rpc: RpcClient, tx_hash: str, *, timeout: float, poll_interval: float = 0.05
-) -> dict[str, Any] | None:
-    """Poll for the receipt until ``timeout`` seconds pass; None means the outcome is still unknown."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        receipt = await rpc.call("eth_getTransactionReceipt", [tx_hash])
-        if receipt:
-            return dict(receipt)
-        remaining = deadline - loop.time()
-        if remaining <= 0:
-            return None
-        await asyncio.sleep(min(poll_interval, remaining))
 
 
 async def pending_nonce(rpc: RpcClient, address: str) -> int:

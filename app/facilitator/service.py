@@ -20,6 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from app.chain import eip3009, sender
 from app.chain.eip712 import keccak256
 from app.chain.keys import HotWallet
+from app.chain.receipts import ReceiptWatcher
 from app.chain.rpc import RpcClient, RpcError, RpcUnavailable
 from app.config import NetworkConfig, Settings
 from app.facilitator.verification import (
@@ -92,6 +93,12 @@ class Facilitator:
         self._in_flight: dict[tuple[AuthorizationKey, bytes], asyncio.Task[SettleResponse]] = {}
         self._nonce_floors: set[str] = set()
         self._fees = {name: sender.FeeOracle(rpc[name], policy.fees) for name in networks if name in rpc}
+        self._receipts = {name: ReceiptWatcher(rpc[name]) for name in networks if name in rpc}
+
+    async def close(self) -> None:
+        """Stop the receipt pollers (the RPC clients belong to the caller)."""
+        for watcher in self._receipts.values():
+            await watcher.close()
 
     # ------------------------------------------------------------------------------------ supported
 
@@ -253,11 +260,7 @@ class Facilitator:
                         row.network, row.payer)
 
     async def _await_outcome(self, row: Settlement, tx_hash: str) -> SettleResponse:
-        rpc = self._rpc[row.network]
-        try:
-            receipt = await sender.wait_for_receipt(rpc, tx_hash, timeout=self._policy.receipt_timeout_seconds)
-        except (RpcUnavailable, RpcError):
-            receipt = None
+        receipt = await self._receipts[row.network].wait(tx_hash, timeout=self._policy.receipt_timeout_seconds)
         if receipt is None:
             return _pending(tx_hash, row)
         return await self._record_receipt(row, tx_hash, receipt)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 
 import pytest
 from eth_account import Account
@@ -14,6 +13,7 @@ from web3.contract import Contract
 from app.chain.devchain import DevChain
 from app.chain.eip3009 import find_transfer, transfer_with_authorization_calldata
 from app.chain.keys import HotWallet
+from app.chain.receipts import ReceiptWatcher
 from app.chain.rpc import RpcClient
 from app.chain.sender import (
     BroadcastError,
@@ -26,7 +26,6 @@ from app.chain.sender import (
     pending_nonce,
     sign_transaction,
     suggest_fees,
-    wait_for_receipt,
 )
 from tests.support.eip3009 import sign_transfer_authorization
 
@@ -127,7 +126,7 @@ async def test_a_signed_transfer_is_mined_and_moves_the_tokens(
     tx_hash = await broadcast(rpc, signed.raw)
     assert tx_hash == signed.hash
 
-    receipt = await wait_for_receipt(rpc, tx_hash, timeout=10)
+    receipt = await ReceiptWatcher(rpc).wait(tx_hash, timeout=10)
     assert receipt is not None
     assert receipt["status"] == "0x1" and receipt["type"] == "0x2"
     assert receipt["from"].lower() == anvil.wallets.facilitator.address.lower()
@@ -169,19 +168,12 @@ class CountingRpc(RpcClient):
 
 
 @pytest.mark.anyio
-async def test_wait_for_an_unknown_hash_times_out(rpc: RpcClient) -> None:
-    started = time.monotonic()
-    assert await wait_for_receipt(rpc, "0x" + secrets.token_hex(32), timeout=0.3, poll_interval=0.05) is None
-    assert 0.25 <= time.monotonic() - started < 2
-
-
-@pytest.mark.anyio
 async def test_a_reused_nonce_is_refused_as_nonce_too_low(
     rpc: RpcClient, w3: Web3, token: Contract, anvil: DevChain, chain_snapshot: str
 ) -> None:
     nonce = await pending_nonce(rpc, anvil.wallets.facilitator.address)
     first = await signed_transfer(rpc, w3, token, anvil, nonce=nonce)
-    assert await wait_for_receipt(rpc, await broadcast(rpc, first.raw), timeout=10) is not None
+    assert await ReceiptWatcher(rpc).wait(await broadcast(rpc, first.raw), timeout=10) is not None
 
     second = await signed_transfer(rpc, w3, token, anvil, nonce=nonce)
     with pytest.raises(BroadcastError) as raised:

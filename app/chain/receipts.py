@@ -1,0 +1,94 @@
+"""Waiting for many transactions' receipts with one poller per network, each poll one JSON-RPC batch.
+
+Every settlement waits for its receipt. Polled one by one, N settlements in flight cost N requests per
+poll interval: on a chain with 2-second blocks and a 50 ms interval, forty requests per settlement, which a
+paid RPC provider bills and rate-limits. Here all the hashes waited for on a network are asked for in a
+single batch per poll. A poll runs as soon as a new hash arrives (so a chain that mines on arrival answers
+at once) and otherwise every ``poll_interval`` seconds; polls are never closer than ``min_gap`` seconds,
+so a burst of arrivals shares one request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from app.chain.rpc import RpcClient, RpcError, RpcUnavailable
+
+log = logging.getLogger(__name__)
+
+
+class ReceiptWatcher:
+    def __init__(self, rpc: RpcClient, *, poll_interval: float = 0.05, min_gap: float = 0.005,
+                 max_batch: int = 500) -> None:
+        self._rpc = rpc
+        self._poll_interval = poll_interval
+        self._min_gap = min_gap
+        self._max_batch = max_batch
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._waiters: dict[str, int] = {}
+        self._arrival = asyncio.Event()
+        self._poller: asyncio.Task[None] | None = None
+
+    async def wait(self, tx_hash: str, *, timeout: float) -> dict[str, Any] | None:
+        """The receipt of ``tx_hash``, or None when ``timeout`` seconds pass first (the outcome is then
+        unknown: the node may be down or the transaction not mined yet). Callers waiting for the same
+        hash share one slot in the batch."""
+        key = tx_hash.lower()
+        future = self._pending.get(key)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._pending[key] = future
+            self._arrival.set()
+        self._waiters[key] = self._waiters.get(key, 0) + 1
+        self._ensure_poller()
+        try:
+            return await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            return None
+        finally:
+            self._waiters[key] -= 1
+            if self._waiters[key] == 0:
+                del self._waiters[key]
+                if self._pending.get(key) is future:
+                    del self._pending[key]
+
+    async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            await asyncio.gather(self._poller, return_exceptions=True)
+            self._poller = None
+
+    def _ensure_poller(self) -> None:
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll_while_waited_for(), name="receipt-watcher")
+
+    async def _poll_while_waited_for(self) -> None:
+        while self._pending:
+            self._arrival.clear()
+            await self._poll_once()
+            await asyncio.sleep(self._min_gap)
+            if not self._pending:
+                return
+            with contextlib.suppress(TimeoutError):  # a new hash, or the interval: poll either way
+                await asyncio.wait_for(self._arrival.wait(), self._poll_interval)
+
+    async def _poll_once(self) -> None:
+        hashes = [key for key, future in self._pending.items() if not future.done()][: self._max_batch]
+        if not hashes:
+            return
+        try:
+            results = await self._rpc.batch([("eth_getTransactionReceipt", [tx_hash]) for tx_hash in hashes])
+        except RpcUnavailable as error:
+            log.warning("receipt poll of %d transactions failed: %s", len(hashes), error)
+            return
+        for tx_hash, result in zip(hashes, results, strict=True):
+            future = self._pending.get(tx_hash)
+            if future is None or future.done():
+                continue
+            if isinstance(result, RpcError):
+                log.warning("receipt of %s: %s", tx_hash, result)
+            elif isinstance(result, dict):
+                future.set_result(dict(result))
