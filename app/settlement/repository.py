@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from app.ledger.database import write_session
+from app.ledger.database import write_connection, write_session
 from app.ledger.journal import reversal_of, settlement_lines
 from app.ledger.models import JournalLine
 from app.settlement.models import SUCCESS_STATES, Settlement, SettlementState, SignerNonce, utc_now
@@ -86,10 +86,8 @@ class SettlementRepository:
             .where(Settlement.id == settlement_id, Settlement.state.in_([s.value for s in from_states]))
             .values(state=to_state.value, **timestamps, **changes)
         )
-        with write_session(self._engine) as session:
-            result = session.exec(statement)
-            session.commit()
-            return result.rowcount == 1
+        with write_connection(self._engine) as connection:
+            return connection.execute(statement).rowcount == 1
 
     def confirmed_through(self, network: str, block_number: int, *, after_id: int = 0, limit: int
                           ) -> list[Settlement]:
@@ -190,10 +188,8 @@ class SignerNonceRepository:
             set_={"next_nonce": greatest(SignerNonce.next_nonce, statement.excluded.next_nonce),
                   "updated_at": statement.excluded.updated_at},
         ).returning(SignerNonce.next_nonce)
-        with write_session(self._engine) as session:
-            value = session.exec(statement).scalar_one()
-            session.commit()
-            return int(value)
+        with write_connection(self._engine) as connection:
+            return int(connection.execute(statement).scalar_one())
 
     def allocate(self, network: str, address: str) -> int:
         """Hand out the next nonce exactly once (one atomic UPDATE ... RETURNING)."""
@@ -203,9 +199,8 @@ class SignerNonceRepository:
             .values(next_nonce=SignerNonce.next_nonce + 1, updated_at=utc_now())
             .returning(SignerNonce.next_nonce)
         )
-        with write_session(self._engine) as session:
-            value = session.exec(statement).scalar_one_or_none()
-            session.commit()
+        with write_connection(self._engine) as connection:
+            value = connection.execute(statement).scalar_one_or_none()
         if value is None:
             raise LookupError(f"signer {address} on {network} has no nonce row: call raise_floor first")
         return int(value) - 1
@@ -218,7 +213,5 @@ class SignerNonceRepository:
                    SignerNonce.next_nonce == nonce + 1)
             .values(next_nonce=nonce, updated_at=utc_now())
         )
-        with write_session(self._engine) as session:
-            result = session.exec(statement)
-            session.commit()
-            return result.rowcount == 1
+        with write_connection(self._engine) as connection:
+            return connection.execute(statement).rowcount == 1

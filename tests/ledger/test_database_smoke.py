@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, func, select
 
-from app.ledger.database import check_database, write_session
+from app.ledger.database import check_database, write_connection, write_session
 from app.ledger.types import UINT256_MAX, Uint256, sum_uint256
 from tests.support import postgres as postgres_support
 from tests.support.postgres import ThrowawayPostgres
@@ -232,20 +232,22 @@ def test_missing_server_binaries_are_an_error_not_a_skip(monkeypatch: pytest.Mon
         ThrowawayPostgres()
 
 
-def test_sqlite_writers_of_one_process_take_turns_and_postgresql_writers_do_not_wait(engine: Engine) -> None:
+@pytest.mark.parametrize("open_writer", [write_session, write_connection], ids=["session", "connection"])
+def test_sqlite_writers_of_one_process_take_turns_and_postgresql_writers_do_not_wait(engine: Engine,
+                                                                                     open_writer) -> None:
     # On SQLite a second writer queues on the process's lock until the first one's session closes,
     # instead of sleeping in SQLite's busy handler; PostgreSQL has row locks and no such queue.
     first_inside, release_first = threading.Event(), threading.Event()
     events: list[str] = []
 
     def first() -> None:
-        with write_session(engine):
+        with open_writer(engine):
             first_inside.set()
             release_first.wait(5)
             events.append("first leaves")
 
     def second() -> None:
-        with write_session(engine):
+        with open_writer(engine):
             events.append("second enters")
 
     holder = threading.Thread(target=first)
