@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
@@ -111,15 +111,14 @@ class SettlementRepository:
             update(Settlement)
             .where(Settlement.id == settlement_id, Settlement.state == SettlementState.SUBMITTED.value)
             .values(state=SettlementState.CONFIRMED.value, confirmed_at=now, updated_at=now, **block)
+            .returning(*Settlement.__table__.columns)
         )
-        with write_session(self._engine) as session:
-            if session.exec(statement).rowcount != 1:
-                session.rollback()
+        with write_connection(self._engine) as connection:
+            confirmed = connection.execute(statement).one_or_none()
+            if confirmed is None:  # not submitted (any more): someone else confirmed or failed it
                 return False
-            settlement = session.get(Settlement, settlement_id)
-            assert settlement is not None
-            session.add_all(settlement_lines(settlement))
-            session.commit()
+            lines = settlement_lines(Settlement(**confirmed._mapping))
+            connection.execute(insert(JournalLine), [line.model_dump(exclude={"id"}) for line in lines])
             return True
 
     def reverse(self, settlement_id: int, *, to_state: SettlementState, reason: str, memo: str) -> bool:
