@@ -52,14 +52,13 @@ class SettlementRepository:
 
     def create(self, settlement: Settlement) -> Settlement | None:
         """Insert a new row; None when the authorization is already recorded (someone else owns it)."""
-        with write_session(self._engine, expire_on_commit=False) as session:
-            session.add(settlement)
-            try:
-                session.commit()
-            except IntegrityError:
-                session.rollback()
-                return None
-            return settlement
+        statement = insert(Settlement).values(**settlement.model_dump(exclude={"id"})).returning(Settlement.id)
+        try:
+            with write_connection(self._engine) as connection:
+                settlement.id = connection.execute(statement).scalar_one()
+        except IntegrityError:
+            return None
+        return settlement
 
     def transition(
         self,
