@@ -31,6 +31,8 @@ class ReceiptWatcher:
         self._waiters: dict[str, int] = {}
         self._arrival = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
+        self._unreachable = False
+        self._refused: set[str] = set()  # hashes whose receipt request the node answered with an error
 
     async def wait(self, tx_hash: str, *, timeout: float) -> dict[str, Any] | None:
         """The receipt of ``tx_hash``, or None when ``timeout`` seconds pass first (the outcome is then
@@ -54,6 +56,7 @@ class ReceiptWatcher:
                 del self._waiters[key]
                 if self._pending.get(key) is future:
                     del self._pending[key]
+                self._refused.discard(key)
 
     async def close(self) -> None:
         if self._poller is not None:
@@ -82,13 +85,20 @@ class ReceiptWatcher:
         try:
             results = await self._rpc.batch([("eth_getTransactionReceipt", [tx_hash]) for tx_hash in hashes])
         except RpcUnavailable as error:
-            log.warning("receipt poll of %d transactions failed: %s", len(hashes), error)
+            if not self._unreachable:  # once per outage, not once per poll
+                log.warning("receipt polls failing (%d transactions waiting): %s", len(hashes), error)
+            self._unreachable = True
             return
+        if self._unreachable:
+            log.warning("receipt polls answered again")
+            self._unreachable = False
         for tx_hash, result in zip(hashes, results, strict=True):
             future = self._pending.get(tx_hash)
             if future is None or future.done():
                 continue
             if isinstance(result, RpcError):
-                log.warning("receipt of %s: %s", tx_hash, result)
+                if tx_hash not in self._refused:  # once per transaction, not once per poll
+                    self._refused.add(tx_hash)
+                    log.warning("receipt of %s: %s", tx_hash, result)
             elif isinstance(result, dict):
                 future.set_result(dict(result))
