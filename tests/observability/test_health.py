@@ -30,6 +30,7 @@ def test_healthy_service_reports_chain_and_token_read_from_the_chain(settings, d
     assert network["status"] == "ok"
     assert network["chainId"] == 84532
     assert network["latestBlock"] >= 1
+    assert network["finalizedBlock"] == max(network["latestBlock"] - 64, 0)  # anvil: two epochs of 32 slots
     assert network["tokens"] == [
         {"address": dev_deployment.token_address, "name": "USDC", "version": "2", "decimals": 6}
     ]
