@@ -78,7 +78,10 @@ async def test_a_new_hash_is_polled_at_once_not_at_the_next_interval(rpc, anvil,
     never = asyncio.create_task(watcher.wait("0x" + "ef" * 32, timeout=8))  # the poller now sleeps 5 s
     await asyncio.sleep(0.1)
     (tx_hash,) = await send_transfers(rpc, anvil, 1)
-    await asyncio.sleep(0.1)  # mined meanwhile
+    deadline = time.monotonic() + 5
+    while await rpc.call("eth_getTransactionReceipt", [tx_hash]) is None:  # mined, asked for directly
+        assert time.monotonic() < deadline
+        await asyncio.sleep(0.02)
     started = time.monotonic()
     receipt = await watcher.wait(tx_hash, timeout=8)
     assert receipt is not None and receipt["transactionHash"] == tx_hash
