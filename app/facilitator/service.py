@@ -184,6 +184,11 @@ class Facilitator:
         try:
             await self._verify(payload, requirements)
         except PaymentInvalid as invalid:
+            # Another replica may have recorded and settled it between our read and our chain checks;
+            # the chain then says "used", but the caller is owed that settlement's receipt.
+            existing = await self._stored(key)
+            if existing is not None:
+                return await self._follow(existing)
             return _failure(invalid.reason, invalid.message, payment.network.network, invalid.payer)
         row = await run_in_threadpool(self._record, payment, payload, requirements)
         if row is None:  # another replica recorded it between our read and our insert

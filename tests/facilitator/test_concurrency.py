@@ -76,3 +76,38 @@ def test_two_hundred_concurrent_distinct_settles_all_succeed_without_nonce_error
     assert moved[payee] == sum(PRICE + i for i in range(count))
     for index, agent in enumerate(agents):
         assert moved[agent.address] == -sum(PRICE + i for i in range(index, count, len(agents)))
+
+
+def test_a_replica_that_loses_the_race_after_its_first_read_answers_with_the_winners_receipt(
+    facilitator_settings, payer, payee, balances, monkeypatch
+):
+    """The interleaving behind a rare failure of the two-replica test, made certain: replica B reads the
+    ledger (nothing yet), replica A then settles the authorization, and B's chain checks find it used.
+    B must answer with A's receipt, not 'nonce already used'."""
+    from fastapi.testclient import TestClient
+
+    from app.settlement.repository import SettlementRepository
+
+    watched = balances(payer.address, payee)
+    body = paid_body(payer, payee, PRICE)
+    with TestClient(create_app(facilitator_settings)) as replica_a, \
+            TestClient(create_app(facilitator_settings)) as replica_b:
+        real_find = SettlementRepository.find
+        first_reads: list[object] = []
+
+        def find_after_the_winner_settled(self, key):  # type: ignore[no-untyped-def]
+            if not first_reads:  # B's first read: A has not recorded it yet ...
+                first_reads.append(key)
+                won = replica_a.post("/settle", json=body).json()  # ... and then A settles it
+                assert won["success"] is True, won
+                return None
+            return real_find(self, key)
+
+        monkeypatch.setattr(SettlementRepository, "find", find_after_the_winner_settled)
+        lost = replica_b.post("/settle", json=body).json()
+        monkeypatch.setattr(SettlementRepository, "find", real_find)
+        again = replica_a.post("/settle", json=body).json()
+    assert first_reads, "the race was not staged"
+    assert lost["success"] is True, lost
+    assert lost["transaction"] == again["transaction"]
+    assert watched.moved() == {payer.address: -PRICE, payee: PRICE}
