@@ -73,16 +73,6 @@ def settle(settings: Settings, payer, payee, count: int = 1) -> list[str]:
     return hashes
 
 
-@pytest.fixture
-def payer(dev_deployment):
-    return dev_deployment.wallets.agents[0]
-
-
-@pytest.fixture
-def payee(dev_deployment):
-    return dev_deployment.wallets.providers[0].address
-
-
 class Watcher:
     """A FinalityWatcher on its own event loop, driven synchronously by the test, pass by pass."""
 

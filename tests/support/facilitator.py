@@ -6,11 +6,24 @@ Depends on ``chain_snapshot``, so whatever the test settles is reverted from the
 from __future__ import annotations
 
 import pytest
+from eth_account.signers.local import LocalAccount
 from web3.contract import Contract
 
 from app.chain.deploy import DevDeployment
 from app.config import Settings
 from tests.support.payments import BASE_SEPOLIA
+
+
+@pytest.fixture
+def payer(dev_deployment: DevDeployment) -> LocalAccount:
+    """The agent wallet that pays in single-payer tests."""
+    return dev_deployment.wallets.agents[0]
+
+
+@pytest.fixture
+def payee(dev_deployment: DevDeployment) -> str:
+    """The provider address that is paid in single-payee tests."""
+    return dev_deployment.wallets.providers[0].address
 
 
 @pytest.fixture

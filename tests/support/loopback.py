@@ -61,13 +61,15 @@ def facilitator_url(facilitator_settings: Settings) -> Iterator[str]:
 
 
 @pytest.fixture
-def agent(dev_deployment: DevDeployment) -> LocalAccount:
-    return dev_deployment.wallets.agents[0]
+def agent(payer: LocalAccount) -> LocalAccount:
+    """The paying agent, by the name the client and SDK tests use."""
+    return payer
 
 
 @pytest.fixture
-def provider(dev_deployment: DevDeployment) -> str:
-    return dev_deployment.wallets.providers[0].address
+def provider(payee: str) -> str:
+    """The paid provider, by the name the client and SDK tests use."""
+    return payee
 
 
 class Ledger:
