@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from app.chain.eip712 import address_bytes
+
 WORD = 32
 _ZERO_WORD = b"\x00" * WORD
 _DYNAMIC = frozenset({"bytes", "string"})
@@ -44,18 +46,10 @@ def _check_type(abi_type: str) -> None:
 
 
 def _address_word(value: Any) -> bytes:
-    if isinstance(value, bytes | bytearray):
-        raw = bytes(value)
-    elif isinstance(value, str) and value[:2] in ("0x", "0X"):
-        try:
-            raw = bytes.fromhex(value[2:])
-        except ValueError:
-            raw = b""
-    else:
-        raw = b""
-    if len(raw) != 20:
-        raise AbiError(f"not an address: {value!r:.80}")
-    return raw.rjust(WORD, b"\x00")
+    try:
+        return address_bytes(value).rjust(WORD, b"\x00")
+    except (ValueError, TypeError):
+        raise AbiError(f"not an address: {value!r:.80}") from None
 
 
 def _static_word(abi_type: str, value: Any) -> bytes:

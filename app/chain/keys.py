@@ -14,8 +14,7 @@ from pathlib import Path
 from coincurve import PrivateKey
 from pydantic import SecretStr
 
-from app.chain.eip712 import keccak256
-from app.chain.signatures import checksum_address
+from app.chain.signatures import address_of, checksum_address
 from app.config import ConfigError, Settings
 
 
@@ -33,8 +32,7 @@ class HotWallet:
         if len(raw) != 32:
             raise ValueError("a private key is 32 bytes")
         private = PrivateKey(raw)  # ValueError when zero or not below the curve order
-        public = private.public_key.format(compressed=False)[1:]
-        return cls(address=checksum_address(keccak256(public)[-20:]), _key=private)
+        return cls(address=checksum_address(address_of(private.public_key)), _key=private)
 
     def sign_digest(self, digest: bytes) -> tuple[int, int, int]:
         """(y_parity, r, s) of a 32-byte digest; libsecp256k1 always produces the low-s form."""

@@ -80,6 +80,11 @@ def recover_address(digest: bytes, signature: bytes) -> bytes:
         public_key = PublicKey.from_signature_and_message(signature[:64] + bytes((v - 27,)), digest, hasher=None)
     except Exception as exc:  # coincurve raises ValueError, but be strict about any failure
         raise SignatureError("public key recovery failed", kind="recovery") from exc
+    return address_of(public_key)
+
+
+def address_of(public_key: PublicKey) -> bytes:
+    """The raw 20-byte address of a secp256k1 public key: the last 20 bytes of keccak(x ‖ y)."""
     return keccak256(public_key.format(compressed=False)[1:])[-20:]
 
 
