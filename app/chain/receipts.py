@@ -79,16 +79,21 @@ class ReceiptWatcher:
                 await asyncio.wait_for(self._arrival.wait(), self._poll_interval)
 
     async def _poll_once(self) -> None:
-        hashes = [key for key, future in self._pending.items() if not future.done()][: self._max_batch]
-        if not hashes:
-            return
+        """Ask for every pending receipt, ``max_batch`` hashes per request, so none waits behind others."""
+        waiting = [key for key, future in self._pending.items() if not future.done()]
+        for start in range(0, len(waiting), self._max_batch):
+            if not await self._poll_batch(waiting[start:start + self._max_batch]):
+                return  # the node is unreachable: the next poll tries again
+
+    async def _poll_batch(self, hashes: list[str]) -> bool:
+        """One batched request; False when the node could not be reached."""
         try:
             results = await self._rpc.batch([("eth_getTransactionReceipt", [tx_hash]) for tx_hash in hashes])
         except RpcUnavailable as error:
             if not self._unreachable:  # once per outage, not once per poll
                 log.warning("receipt polls failing (%d transactions waiting): %s", len(hashes), error)
             self._unreachable = True
-            return
+            return False
         if self._unreachable:
             log.warning("receipt polls answered again")
             self._unreachable = False
@@ -102,3 +107,4 @@ class ReceiptWatcher:
                     log.warning("receipt of %s: %s", tx_hash, result)
             elif isinstance(result, dict):
                 future.set_result(dict(result))
+        return True

@@ -90,6 +90,18 @@ async def test_a_new_hash_is_polled_at_once_not_at_the_next_interval(rpc, anvil,
 
 
 @pytest.mark.anyio
+async def test_more_pending_hashes_than_one_batch_holds_are_all_polled(rpc, counting, anvil, chain_snapshot):
+    hashes = await send_transfers(rpc, anvil, 5)
+    watcher = ReceiptWatcher(counting, max_batch=2)
+    # Four hashes that are never mined come first; the mined ones behind them must not wait for them.
+    waits = [watcher.wait("0x" + f"{index:064x}", timeout=2) for index in range(1, 5)]
+    receipts = await asyncio.gather(*waits, *(watcher.wait(tx_hash, timeout=1) for tx_hash in hashes))
+    assert receipts[:4] == [None] * 4
+    assert [receipt["transactionHash"] for receipt in receipts[4:]] == hashes
+    assert max(len(batch) for batch in counting.batches) == 2
+
+
+@pytest.mark.anyio
 async def test_an_unknown_transaction_times_out_as_none_and_is_forgotten(rpc):
     watcher = ReceiptWatcher(rpc, poll_interval=0.05)
     started = time.monotonic()
