@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -17,11 +17,6 @@ from eth_account.signers.local import LocalAccount
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from web3 import Web3
-from x402 import x402ResourceServer
-from x402.http import FacilitatorConfig, HTTPFacilitatorClient
-from x402.http.middleware.fastapi import payment_middleware
-from x402.http.types import PaymentOption, RouteConfig
-from x402.mechanisms.evm.exact import ExactEvmServerScheme
 
 from app.client import (
     PaymentSigner,
@@ -33,44 +28,13 @@ from app.client import (
     payment_of,
     receipt_of,
 )
+from tests.support.loopback import WEATHER, sdk_resource_server
 from tests.support.payments import BASE_SEPOLIA, USDC, requirements_v1
 from tests.support.servers import serve
 
 PRICE = 10_000  # "$0.01" of the 6-decimal USDC
-WEATHER = {"city": "Lisbon", "forecast": "sunny"}
 
 
-@contextmanager
-def sdk_resource_server(facilitator_url: str, pay_to: str, price: str = "$0.01") -> Iterator[str]:
-    """The official SDK's FastAPI middleware gating GET /weather, using our facilitator."""
-    facilitator = HTTPFacilitatorClient(FacilitatorConfig(url=facilitator_url))
-    server = x402ResourceServer(facilitator)
-    server.register(BASE_SEPOLIA, ExactEvmServerScheme())
-    routes = {"GET /weather": RouteConfig(
-        accepts=PaymentOption(scheme="exact", pay_to=pay_to, price=price, network=BASE_SEPOLIA),
-        description="Weather data", mime_type="application/json",
-    )}
-    middleware = payment_middleware(routes, server)
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:
-            await facilitator.aclose()
-
-    app = FastAPI(lifespan=lifespan)
-
-    @app.middleware("http")
-    async def x402_gate(request, call_next):
-        return await middleware(request, call_next)
-
-    @app.get("/weather")
-    async def weather() -> dict[str, Any]:
-        return WEATHER
-
-    with serve(app) as url:
-        yield url
 
 
 class Counting(httpx.BaseTransport):

@@ -8,14 +8,11 @@ read back. The SDK is imported only here (app/ never imports it).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 import httpx
 import pytest
 from eth_account.signers.local import LocalAccount
-from fastapi import FastAPI
 from web3 import Web3
 from x402 import x402Client, x402ResourceServer
 from x402.http import FacilitatorConfig, HTTPFacilitatorClient
@@ -37,52 +34,16 @@ from x402.schemas.v1 import PaymentPayloadV1, PaymentRequiredV1, PaymentRequirem
 from app.chain.deploy import DevDeployment
 from app.chain.eip3009 import TRANSFER_TOPIC
 from app.protocol import decode_header
-from tests.support.loopback import SdkWantedToExit
+from tests.support.loopback import WEATHER, SdkWantedToExit, sdk_resource_server
 from tests.support.payments import BASE_SEPOLIA, USDC
-from tests.support.servers import serve
 
 PRICE_USD = "$0.01"
 PRICE = 10_000  # atomic units of the 6-decimal USDC: what "$0.01" becomes
-WEATHER = {"city": "Lisbon", "forecast": "sunny", "celsius": 24}
 
 
 # ------------------------------------------------------------------------------------------- helpers
 
 
-@contextmanager
-def sdk_resource_server(facilitator_url: str, pay_to: str, price: str = PRICE_USD) -> Iterator[str]:
-    """A FastAPI app gated by the SDK's own middleware, using our facilitator; yields its base URL."""
-    facilitator = HTTPFacilitatorClient(FacilitatorConfig(url=facilitator_url))
-    server = x402ResourceServer(facilitator)
-    server.register(BASE_SEPOLIA, ExactEvmServerScheme())
-    routes = {
-        "GET /weather": RouteConfig(
-            accepts=PaymentOption(scheme="exact", pay_to=pay_to, price=price, network=BASE_SEPOLIA),
-            description="Weather data",
-            mime_type="application/json",
-        )
-    }
-    middleware = payment_middleware(routes, server)  # GETs our /supported right now, synchronously
-
-    @asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        try:
-            yield
-        finally:  # the SDK client's httpx.AsyncClient lives on this server's event loop
-            await facilitator.aclose()
-
-    app = FastAPI(lifespan=lifespan)
-
-    @app.middleware("http")
-    async def x402_gate(request, call_next):
-        return await middleware(request, call_next)
-
-    @app.get("/weather")
-    async def weather() -> dict[str, Any]:
-        return WEATHER
-
-    with serve(app) as url:
-        yield url
 
 
 def paying_client(agent: LocalAccount) -> x402Client:

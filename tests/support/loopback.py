@@ -1,6 +1,7 @@
 """Pytest plugin: our facilitator on a real loopback port, for the official x402 SDK and our own client.
 
-Used by tests/interop (the SDK against us) and tests/client (our client against the SDK's server).
+Used by tests/interop (the SDK against us) and tests/client (our client against the SDK's server), which
+also share ``sdk_resource_server``: the SDK's own FastAPI middleware gating ``GET /weather`` through us.
 The two guards are not autouse here; each of those directories' conftest turns them on for its tests:
 
 - ``sdk_cannot_kill_pytest``: the SDK's ``os._exit`` becomes a test failure;
@@ -11,15 +12,24 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
 
 import pytest
 from eth_account.signers.local import LocalAccount
+from fastapi import FastAPI
 from web3.contract import Contract
+from x402 import x402ResourceServer
+from x402.http import FacilitatorConfig, HTTPFacilitatorClient
+from x402.http.middleware.fastapi import payment_middleware
+from x402.http.types import PaymentOption, RouteConfig
+from x402.mechanisms.evm.exact import ExactEvmServerScheme
 
 from app.chain.deploy import DevDeployment
 from app.config import Settings
 from app.main import create_app
+from tests.support.payments import BASE_SEPOLIA
 from tests.support.servers import serve
 
 
@@ -97,3 +107,42 @@ def ledger(token: Contract, dev_deployment: DevDeployment):
     addresses = [w.address for w in wallets.agents] + [w.address for w in wallets.providers]
     addresses.append(wallets.facilitator.address)
     return lambda: Ledger(token, addresses)
+
+
+WEATHER = {"city": "Lisbon", "forecast": "sunny", "celsius": 24}
+
+
+@contextmanager
+def sdk_resource_server(facilitator_url: str, pay_to: str, price: str = "$0.01") -> Iterator[str]:
+    """A FastAPI app gated by the SDK's own middleware, using our facilitator; yields its base URL."""
+    facilitator = HTTPFacilitatorClient(FacilitatorConfig(url=facilitator_url))
+    server = x402ResourceServer(facilitator)
+    server.register(BASE_SEPOLIA, ExactEvmServerScheme())
+    routes = {
+        "GET /weather": RouteConfig(
+            accepts=PaymentOption(scheme="exact", pay_to=pay_to, price=price, network=BASE_SEPOLIA),
+            description="Weather data",
+            mime_type="application/json",
+        )
+    }
+    middleware = payment_middleware(routes, server)  # GETs our /supported right now, synchronously
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:  # the SDK client's httpx.AsyncClient lives on this server's event loop
+            await facilitator.aclose()
+
+    app = FastAPI(lifespan=lifespan)
+
+    @app.middleware("http")
+    async def x402_gate(request, call_next):
+        return await middleware(request, call_next)
+
+    @app.get("/weather")
+    async def weather() -> dict[str, Any]:
+        return WEATHER
+
+    with serve(app) as url:
+        yield url
