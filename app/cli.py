@@ -103,9 +103,9 @@ def dev(
 
     from app.chain.deploy import setup_dev_chain
     from app.chain.devchain import DevChainError, free_port, start_anvil
+    from app.db.engine import make_engine
     from app.demo import background_server, run_demo
     from app.gateway.examples import translation_upstream
-    from app.ledger.database import make_engine
 
     console = Console(highlight=False)
     try:

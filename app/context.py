@@ -16,11 +16,12 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.chain.keys import HotWallet, load_facilitator_account
 from app.chain.rpc import RpcClient
 from app.config import NetworkConfig, Settings
+from app.db.engine import make_engine
+from app.db.schema import create_schema
 from app.facilitator.service import Facilitator, SettlePolicy
 from app.gateway.claims import ClaimRepository
 from app.gateway.facilitators import LocalFacilitator
 from app.gateway.paywall import PaymentGate
-from app.ledger.database import create_schema, make_engine
 from app.ledger.repository import AgentRepository, AttributionResolver, CapabilityRepository
 from app.settlement.finality import FinalityWatcher
 from app.settlement.repository import SettlementRepository, SignerNonceRepository

@@ -97,7 +97,7 @@ def test_every_operator_command_is_listed_and_runs_through_the_main_command(tmp_
 
 def test_the_serving_process_does_not_load_what_only_operator_commands_or_tests_need():
     # Each of these costs the long-running service megabytes of resident memory (see app/cli.py,
-    # app/chain/keys.py, app/chain/abi.py, app/ledger/database.py, app/gateway/proxy.py).
+    # app/chain/keys.py, app/chain/abi.py, app/db/engine.py, app/gateway/proxy.py).
     probe = ("import sys, app.cli; print(' '.join(sorted({m.split('.')[0] for m in sys.modules} & "
              "{'rich', 'yaml', 'alembic', 'eth_account', 'eth_abi', 'eth_utils', 'httpx', 'web3', 'pyarrow'})))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)

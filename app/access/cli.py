@@ -13,10 +13,11 @@ import typer
 from rich.table import Table
 
 from app.access.keys import ApiKeyRepository, Scope
+from app.db.clock import wire_time
+from app.db.errors import DuplicateError
 from app.ledger.cli_support import DatabaseUrlOption, open_ledger, refuse, stdout_console
 from app.ledger.models import ApiKey
-from app.ledger.registry_validation import RegistryValidationError, utc_iso, validate_name
-from app.ledger.repository import DuplicateError
+from app.ledger.registry_validation import RegistryValidationError, validate_name
 
 keys_cli = typer.Typer(help="API keys: scopes admin, finance, provider, facilitator; stored only as hashes.",
                        no_args_is_help=True)
@@ -78,8 +79,8 @@ def key_to_json(row: ApiKey) -> dict[str, object]:
         "prefix": row.prefix,
         "scopes": list(row.scopes),
         "providerTeam": row.provider_team,
-        "createdAt": utc_iso(row.created_at),
-        "revokedAt": utc_iso(row.revoked_at),
+        "createdAt": wire_time(row.created_at),
+        "revokedAt": wire_time(row.revoked_at),
     }
 
 

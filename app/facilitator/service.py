@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from datetime import UTC
 
 from starlette.concurrency import run_in_threadpool
 
@@ -314,8 +313,7 @@ class Facilitator:
                         row.network, row.payer, transaction=row.tx_hash or "")
 
     def _seconds_since_update(self, row: Settlement) -> float:
-        updated = row.updated_at if row.updated_at.tzinfo else row.updated_at.replace(tzinfo=UTC)
-        return self._clock() - updated.timestamp()
+        return self._clock() - row.updated_at.timestamp()
 
     async def _take_over(self, row: Settlement) -> SettleResponse:
         assert row.id is not None

@@ -6,8 +6,8 @@ from sqlalchemy import delete
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
+from app.db.engine import write_session
 from app.gateway.models import PaymentClaim
-from app.ledger.database import write_session
 
 
 class ClaimRepository:

@@ -18,13 +18,13 @@ capability carries an extension yet, so any value matches none); ``limit`` 1-100
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from app.context import ServiceContext, get_context
+from app.db.clock import wire_time
 from app.errors import BadRequest
 from app.gateway.offers import Offer, OfferError, make_offer
 from app.ledger.models import Capability, CapabilityStatus
@@ -51,11 +51,6 @@ def resource_url(capability: Capability, base_url: str) -> str | None:
     return None
 
 
-def _iso(moment: datetime) -> str:
-    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)  # SQLite drops the zone
-    return aware.astimezone(UTC).isoformat().replace("+00:00", "Z")
-
-
 def _item(offer: Offer, url: str) -> dict[str, Any]:
     capability = offer.capability
     return {
@@ -63,7 +58,7 @@ def _item(offer: Offer, url: str) -> dict[str, Any]:
         "type": RESOURCE_TYPE,
         "x402Version": 2,
         "accepts": [offer.v2.to_wire()],
-        "lastUpdated": _iso(capability.updated_at),
+        "lastUpdated": wire_time(capability.updated_at),
         "description": capability.description or capability.name,
         "mimeType": capability.mime_type,
         "metadata": {

@@ -7,7 +7,8 @@ from datetime import datetime
 from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from app.settlement.models import timestamp_column, utc_now
+from app.db.clock import utc_now
+from app.db.types import UtcDateTime
 
 
 class PaymentClaim(SQLModel, table=True):
@@ -27,4 +28,4 @@ class PaymentClaim(SQLModel, table=True):
     nonce: str = Field(max_length=66)
     capability_id: str = Field(max_length=64)
     request_id: str = Field(max_length=64)
-    created_at: datetime = Field(default_factory=utc_now, sa_column=timestamp_column(nullable=False))
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)

@@ -27,6 +27,7 @@ from sqlalchemy import Numeric, and_, case, cast, func, literal, select, text
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
+from app.db.clock import as_utc
 from app.ledger.models import EntryType, JournalLine, Side
 from app.settlement.models import Settlement, SettlementState
 
@@ -106,15 +107,6 @@ def parse_states(values: Iterable[str | SettlementState] | None) -> tuple[Settle
             if state not in states:
                 states.append(state)
     return tuple(states) or None
-
-
-def as_utc(moment: datetime | None) -> datetime | None:
-    """Timezone-aware UTC; a naive value is taken to be UTC already."""
-    if moment is None:
-        return None
-    if moment.tzinfo is None:
-        return moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC)
 
 
 def check_window(start: datetime | None, end: datetime | None) -> tuple[datetime | None, datetime | None]:

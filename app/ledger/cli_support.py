@@ -17,7 +17,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from sqlalchemy.engine import Engine
 
 from app.config import Settings
-from app.ledger.database import create_schema, make_engine
+from app.db.engine import make_engine
+from app.db.schema import create_schema
 
 INPUT_REFUSED = 2
 

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from app.config import Settings
-from app.ledger.database import make_engine
+from app.db.engine import make_engine
 from app.ledger.exports import ExportError, ExportKind, asset_table_from_settings, prepare_export
 
 

@@ -25,12 +25,12 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from app.config import NetworkConfig, Settings, known_networks
+from app.db.clock import as_utc, wire_time
 from app.ledger.attribution import (
     AttributionQueryError,
     AttributionRow,
     Bucket,
     GroupBy,
-    as_utc,
     attribution,
     check_window,
     parse_bucket,
@@ -174,10 +174,6 @@ def format_units(atomic: int, decimals: int) -> str:
     return f"{sign}{whole}.{fraction:0{decimals}d}"
 
 
-def _iso(moment: datetime) -> str:
-    return as_utc(moment).isoformat(timespec="microseconds").replace("+00:00", "Z")  # type: ignore[union-attr]
-
-
 # -- reading --------------------------------------------------------------------------------------
 
 
@@ -256,7 +252,7 @@ def _text_value(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, datetime):
-        return _iso(value)
+        return wire_time(value)
     return str(value)
 
 
@@ -282,7 +278,7 @@ def csv_chunks(rows: Iterable[Sequence[Any]], columns: Sequence[ExportColumn],
 
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
-        return _iso(value)
+        return wire_time(value)
     return value
 
 

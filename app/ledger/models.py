@@ -14,8 +14,8 @@ from typing import Any
 from sqlalchemy import JSON, Column, ForeignKey, Index, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from app.ledger.types import Uint256
-from app.settlement.models import timestamp_column, utc_now
+from app.db.clock import utc_now
+from app.db.types import Uint256, UtcDateTime
 
 UNREGISTERED = "unregistered"  # attribution of a payer or resource we do not know
 
@@ -31,7 +31,7 @@ class Agent(SQLModel, table=True):
     cost_center: str = Field(default=UNREGISTERED, max_length=64)
     owner: str = Field(default="", max_length=200)
     labels: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
-    created_at: datetime = Field(default_factory=utc_now, sa_column=timestamp_column(nullable=False))
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)
 
 
 class CapabilityStatus(StrEnum):
@@ -58,8 +58,8 @@ class Capability(SQLModel, table=True):
     method: str = Field(default="GET", max_length=10)
     mime_type: str = Field(default="application/json", max_length=100)
     status: str = Field(default=CapabilityStatus.PENDING, max_length=16)
-    created_at: datetime = Field(default_factory=utc_now, sa_column=timestamp_column(nullable=False))
-    updated_at: datetime = Field(default_factory=utc_now, sa_column=timestamp_column(nullable=False))
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)
+    updated_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)
 
 
 class EntryType(StrEnum):
@@ -104,7 +104,7 @@ class JournalLine(SQLModel, table=True):
         default=None, sa_column=Column(Integer, ForeignKey("journal_lines.id"), nullable=True)
     )
     memo: str = Field(default="", max_length=500)
-    booked_at: datetime = Field(default_factory=utc_now, sa_column=timestamp_column(nullable=False))
+    booked_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)
 
 
 class ApiKey(SQLModel, table=True):
@@ -118,5 +118,5 @@ class ApiKey(SQLModel, table=True):
     prefix: str = Field(max_length=12)  # first characters, to recognise a key in listings
     scopes: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     provider_team: str | None = Field(default=None, max_length=64)  # for the provider scope
-    created_at: datetime = Field(default_factory=utc_now, sa_column=timestamp_column(nullable=False))
-    revoked_at: datetime | None = Field(default=None, sa_column=timestamp_column())
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)
+    revoked_at: datetime | None = Field(default=None, sa_type=UtcDateTime)

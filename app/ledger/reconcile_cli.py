@@ -15,8 +15,8 @@ import typer
 from app.chain.keys import load_facilitator_account
 from app.chain.rpc import RpcClient
 from app.config import ConfigError, Settings
+from app.db.engine import make_engine
 from app.errors import ServiceError
-from app.ledger.database import make_engine
 from app.ledger.reconcile import BlockTag, ReconciliationReport, reconcile
 
 EXIT_CLEAN = 0

@@ -19,6 +19,7 @@ import yaml
 from rich.table import Table
 
 from app.config import NetworkConfig, Settings, known_networks
+from app.db.errors import DuplicateError
 from app.ledger.cli_support import DatabaseUrlOption, open_ledger, progress_bar, refuse, stdout_console
 from app.ledger.models import Agent, Capability, CapabilityStatus
 from app.ledger.registry_repository import RegistryRepository
@@ -33,7 +34,7 @@ from app.ledger.registry_validation import (
     validate_agent,
     validate_capability,
 )
-from app.ledger.repository import AgentRepository, CapabilityRepository, DuplicateError
+from app.ledger.repository import AgentRepository, CapabilityRepository
 
 agents_cli = typer.Typer(help="Agents: which wallet is which agent, team and cost centre.", no_args_is_help=True)
 capabilities_cli = typer.Typer(

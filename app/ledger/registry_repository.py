@@ -15,9 +15,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from app.db.clock import utc_now
+from app.db.errors import DuplicateError
 from app.ledger.models import Agent, Capability, CapabilityStatus
-from app.ledger.repository import DuplicateError
-from app.settlement.models import utc_now
 
 AGENT_UPDATABLE = ("wallet", "name", "team", "cost_center", "owner", "labels")
 

@@ -16,6 +16,7 @@ from app.access.dependencies import Principal, authenticate, require_scope
 from app.access.keys import Scope
 from app.config import known_networks
 from app.context import ServiceContext, get_context
+from app.db.errors import DuplicateError
 from app.errors import BadRequest, Conflict, Forbidden, NotFound
 from app.ledger.models import CapabilityStatus
 from app.ledger.registry_repository import NotOwner, RegistryRepository
@@ -27,7 +28,7 @@ from app.ledger.registry_validation import (
     validate_capability,
     validate_status,
 )
-from app.ledger.repository import AgentRepository, CapabilityRepository, DuplicateError
+from app.ledger.repository import AgentRepository, CapabilityRepository
 
 router = APIRouter(tags=["registry"])
 

@@ -16,14 +16,14 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlparse
 
 from app.chain.signatures import to_checksum
 from app.config import NetworkConfig, known_networks
+from app.db.clock import wire_time
+from app.db.types import UINT256_MAX
 from app.ledger.models import Agent, Capability, CapabilityStatus
-from app.ledger.types import UINT256_MAX
 
 SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$")
 ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
@@ -300,13 +300,6 @@ def check_capability_batch(items: list[tuple[int, Capability]]) -> list[Rejectio
     return rejections
 
 
-def utc_iso(moment: datetime | None) -> str | None:
-    """ISO 8601 in UTC with its offset (SQLite hands timestamps back without one)."""
-    if moment is None:
-        return None
-    return (moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)).isoformat()
-
-
 def agent_to_json(agent: Agent) -> dict[str, Any]:
     return {
         "agentId": agent.agent_id,
@@ -316,7 +309,7 @@ def agent_to_json(agent: Agent) -> dict[str, Any]:
         "costCenter": agent.cost_center,
         "owner": agent.owner,
         "labels": dict(agent.labels),
-        "createdAt": utc_iso(agent.created_at),
+        "createdAt": wire_time(agent.created_at),
     }
 
 
@@ -335,6 +328,6 @@ def capability_to_json(capability: Capability) -> dict[str, Any]:
         "method": capability.method,
         "mimeType": capability.mime_type,
         "status": capability.status,
-        "createdAt": utc_iso(capability.created_at),
-        "updatedAt": utc_iso(capability.updated_at),
+        "createdAt": wire_time(capability.created_at),
+        "updatedAt": wire_time(capability.updated_at),
     }

@@ -10,12 +10,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
+from app.db.clock import utc_now
+from app.db.errors import DuplicateError
 from app.ledger.models import UNREGISTERED, Agent, Capability, CapabilityStatus
-from app.settlement.models import utc_now
-
-
-class DuplicateError(ValueError):
-    """A row with the same unique key already exists; the message names it."""
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from app.access.dependencies import require_scope
 from app.access.keys import Scope
 from app.context import ServiceContext, get_context
+from app.db.clock import utc_now, wire_time
 from app.errors import BadRequest
 from app.ledger.attribution import AttributionQueryError, attribution, parse_bucket, parse_group_by
 from app.ledger.exports import ExportError, asset_table_from_settings, prepare_export
@@ -24,17 +25,12 @@ from app.ledger.settlements_query import (
     SettlementQueryError,
     settlement_json,
 )
-from app.settlement.models import utc_now
 
 router = APIRouter(prefix="/ledger", tags=["ledger"], dependencies=[Depends(require_scope(Scope.FINANCE))])
 
 From = Annotated[datetime | None, Query(alias="from", description="inclusive start, ISO-8601 (naive = UTC)")]
 To = Annotated[datetime | None, Query(alias="to", description="exclusive end, ISO-8601 (naive = UTC)")]
 States = Annotated[list[str] | None, Query(alias="state", description="settlement states, repeated or comma-separated")]
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")
 
 
 @router.get("/attribution")
@@ -57,7 +53,7 @@ def get_attribution(
         "groupBy": group.value,
         "bucket": size.value,
         "rows": [
-            {"bucket": _iso(row.bucket), "group": row.group, "asset": row.asset, "amount": str(row.amount),
+            {"bucket": wire_time(row.bucket), "group": row.group, "asset": row.asset, "amount": str(row.amount),
              "count": row.count, "fees": str(row.fees)}
             for row in rows
         ],

@@ -16,7 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from app.ledger.attribution import as_utc
+from app.db.clock import as_utc, wire_time
 from app.ledger.registry_validation import RegistryValidationError, validate_address
 from app.settlement.models import Settlement, SettlementState
 
@@ -125,11 +125,6 @@ class SettlementQuery:
         return SettlementPage(items=rows, next_cursor=next_cursor)
 
 
-def _iso(moment: datetime | None) -> str | None:
-    moment = as_utc(moment)
-    return None if moment is None else moment.isoformat().replace("+00:00", "Z")
-
-
 def settlement_json(settlement: Settlement) -> dict[str, Any]:
     """The public view of a settlement: amounts as decimal strings of atomic units, times in UTC.
 
@@ -162,10 +157,10 @@ def settlement_json(settlement: Settlement) -> dict[str, Any]:
         "gasUsed": settlement.gas_used,
         "effectiveGasPrice": None if settlement.effective_gas_price is None else str(settlement.effective_gas_price),
         "errorReason": settlement.error_reason,
-        "createdAt": _iso(settlement.created_at),
-        "submittedAt": _iso(settlement.submitted_at),
-        "confirmedAt": _iso(settlement.confirmed_at),
-        "failedAt": _iso(settlement.failed_at),
-        "finalizedAt": _iso(settlement.finalized_at),
-        "updatedAt": _iso(settlement.updated_at),
+        "createdAt": wire_time(settlement.created_at),
+        "submittedAt": wire_time(settlement.submitted_at),
+        "confirmedAt": wire_time(settlement.confirmed_at),
+        "failedAt": wire_time(settlement.failed_at),
+        "finalizedAt": wire_time(settlement.finalized_at),
+        "updatedAt": wire_time(settlement.updated_at),
     }

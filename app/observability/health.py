@@ -15,7 +15,7 @@ from app.chain.rpc import RpcClient, RpcError, RpcUnavailable
 from app.chain.token import read_token_metadata
 from app.config import NetworkConfig
 from app.context import ServiceContext
-from app.ledger.database import check_database
+from app.db.engine import check_database
 
 CHECK_TIMEOUT_SECONDS = 5.0
 

@@ -6,13 +6,14 @@ replicas can never both own one authorization; the state machine below says who 
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, DateTime, UniqueConstraint
+from sqlalchemy import UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from app.ledger.types import Uint256
+from app.db.clock import utc_now
+from app.db.types import Uint256, UtcDateTime
 
 
 class SettlementState(StrEnum):
@@ -27,15 +28,6 @@ class SettlementState(StrEnum):
 TERMINAL_STATES = frozenset({SettlementState.CONFIRMED, SettlementState.FINALIZED, SettlementState.FAILED,
                              SettlementState.EXPIRED})
 SUCCESS_STATES = frozenset({SettlementState.CONFIRMED, SettlementState.FINALIZED})
-
-
-def utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def timestamp_column(nullable: bool = True) -> Column[datetime]:
-    """A timezone-aware timestamp column (time is UTC everywhere, stored with its zone)."""
-    return Column(DateTime(timezone=True), nullable=nullable)
 
 
 class Settlement(SQLModel, table=True):
@@ -74,12 +66,12 @@ class Settlement(SQLModel, table=True):
     effective_gas_price: int | None = Field(default=None, sa_type=Uint256)
     error_reason: str | None = Field(default=None, max_length=80)
     error_message: str | None = None
-    created_at: datetime = Field(default_factory=utc_now, sa_column=timestamp_column(nullable=False))
-    submitted_at: datetime | None = Field(default=None, sa_column=timestamp_column())
-    confirmed_at: datetime | None = Field(default=None, sa_column=timestamp_column())
-    failed_at: datetime | None = Field(default=None, sa_column=timestamp_column())
-    finalized_at: datetime | None = Field(default=None, sa_column=timestamp_column())
-    updated_at: datetime = Field(default_factory=utc_now, sa_column=timestamp_column(nullable=False))
+    created_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)
+    submitted_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    confirmed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    failed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    finalized_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    updated_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)
 
 
 class SignerNonce(SQLModel, table=True):
@@ -94,4 +86,4 @@ class SignerNonce(SQLModel, table=True):
     network: str = Field(primary_key=True, max_length=64)
     address: str = Field(primary_key=True, max_length=42)
     next_nonce: int
-    updated_at: datetime = Field(default_factory=utc_now, sa_column=timestamp_column(nullable=False))
+    updated_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)

@@ -15,10 +15,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
-from app.ledger.database import write_connection, write_session
+from app.db.clock import utc_now
+from app.db.engine import write_connection, write_session
 from app.ledger.journal import reversal_of, settlement_lines
 from app.ledger.models import JournalLine
-from app.settlement.models import SUCCESS_STATES, Settlement, SettlementState, SignerNonce, utc_now
+from app.settlement.models import SUCCESS_STATES, Settlement, SettlementState, SignerNonce
 
 
 @dataclass(frozen=True)

@@ -31,8 +31,9 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import text  # noqa: E402
 
+from app.db.engine import make_engine  # noqa: E402
+from app.db.schema import create_schema  # noqa: E402
 from app.ledger.attribution import attribution  # noqa: E402
-from app.ledger.database import create_schema, make_engine  # noqa: E402
 from tests.support.postgres import ThrowawayPostgres  # noqa: E402
 
 USDC = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"

@@ -9,7 +9,8 @@ from fastapi.testclient import TestClient
 
 from app.chain import eip3009, sender
 from app.chain.keys import HotWallet
-from app.ledger.database import create_schema, make_engine
+from app.db.engine import make_engine
+from app.db.schema import create_schema
 from app.main import create_app
 from app.settlement.models import Settlement, SettlementState
 from app.settlement.repository import SettlementRepository, SignerNonceRepository

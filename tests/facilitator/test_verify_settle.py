@@ -186,7 +186,8 @@ def test_api_keys_with_the_facilitator_scope_guard_verify_and_settle_when_requir
     from fastapi.testclient import TestClient
 
     from app.access.keys import ApiKeyRepository, Scope
-    from app.ledger.database import create_schema, make_engine
+    from app.db.engine import make_engine
+    from app.db.schema import create_schema
     from app.main import create_app
 
     facilitator_settings.facilitator_require_api_key = True

@@ -11,7 +11,8 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from fastapi.testclient import TestClient
 
-from app.ledger.database import create_schema, make_engine
+from app.db.engine import make_engine
+from app.db.schema import create_schema
 from app.ledger.models import Capability
 from app.ledger.repository import CapabilityRepository
 from app.main import create_app

@@ -21,8 +21,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from app.chain.devchain import free_port
+from app.db.engine import make_engine
+from app.db.schema import create_schema
 from app.gateway import proxy
-from app.ledger.database import create_schema, make_engine
 from app.ledger.models import Agent, Capability
 from app.ledger.repository import AgentRepository, CapabilityRepository
 from app.protocol import decode_header

@@ -6,8 +6,8 @@ from datetime import UTC, datetime
 
 import pytest
 
+from app.db.schema import create_schema
 from app.ledger.attribution import AttributionQueryError, AttributionRow, attribution
-from app.ledger.database import create_schema
 from app.settlement.models import SettlementState
 from tests.ledger.builders import USDC, confirm, fail, reverse, settlement
 

@@ -20,8 +20,9 @@ from sqlalchemy import select
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from app.db.engine import make_engine
+from app.db.schema import create_schema
 from app.ledger.attribution import attribution
-from app.ledger.database import create_schema, make_engine
 from app.ledger.models import JournalLine
 from tests.ledger.builders import confirm, fail, reverse, settlement
 

@@ -20,8 +20,8 @@ from sqlalchemy.exc import IntegrityError, StatementError
 from sqlalchemy.orm import registry
 from sqlmodel import Field, Session, SQLModel, func, select
 
-from app.ledger.database import check_database, write_connection, write_session
-from app.ledger.types import UINT256_MAX, Uint256, sum_uint256
+from app.db.engine import check_database, write_connection, write_session
+from app.db.types import UINT256_MAX, Uint256, sum_uint256
 from tests.support import postgres as postgres_support
 from tests.support.postgres import ThrowawayPostgres
 

@@ -10,7 +10,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from app.ledger.database import create_schema
+from app.db.schema import create_schema
 from app.ledger.export_cli import export_command
 from tests.ledger.builders import confirm, settlement
 

@@ -12,8 +12,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from app.config import Settings
+from app.db.schema import create_schema
 from app.ledger.attribution import attribution
-from app.ledger.database import create_schema
 from app.ledger.exports import (
     EXPORT_SCHEMA_VERSION,
     JOURNAL_COLUMNS,

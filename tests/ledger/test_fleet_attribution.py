@@ -7,8 +7,9 @@ from collections import Counter
 
 from fastapi.testclient import TestClient
 
+from app.db.engine import make_engine
+from app.db.schema import create_schema
 from app.ledger.attribution import attribution
-from app.ledger.database import create_schema, make_engine
 from app.ledger.models import Agent, Capability
 from app.ledger.repository import AgentRepository, CapabilityRepository
 from app.main import create_app

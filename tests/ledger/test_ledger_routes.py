@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from app.access.keys import ApiKeyRepository, Scope
 from app.config import Settings
-from app.ledger.database import create_schema
+from app.db.schema import create_schema
 from app.ledger.routes import router
 from app.main import create_app
 from tests.ledger.builders import USDC, confirm, reverse, settlement
@@ -66,7 +66,7 @@ def test_attribution_body(service):
     assert [(r["group"], r["asset"], r["amount"], r["count"]) for r in rows] == [
         ("blue", USDC, str(HUGE), 1), ("red", USDC, "5", 1),
     ]
-    assert rows[0]["fees"] == str(63_000) and rows[0]["bucket"].endswith("-01T00:00:00Z")
+    assert rows[0]["fees"] == str(63_000) and rows[0]["bucket"].endswith("-01T00:00:00.000000Z")  # one wire form
     assert _get(service, "/ledger/attribution", group_by="team", state="failed").json()["rows"][0]["amount"] == "0"
 
 

@@ -3,10 +3,10 @@
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
-from sqlmodel import SQLModel
 
-from app.ledger.database import SCHEMA_REVISION, create_schema, schema_revision
-from app.ledger.migrate import downgrade_schema, head_revision
+from app.db.migrate import downgrade_schema, head_revision
+from app.db.schema import SCHEMA_REVISION, create_schema, schema_revision
+from app.tables import metadata
 
 
 def test_migrations_create_every_table_and_match_the_models(engine):
@@ -17,7 +17,7 @@ def test_migrations_create_every_table_and_match_the_models(engine):
             "payment_claims"} <= tables
     with engine.connect() as connection:
         context = MigrationContext.configure(connection, opts={"compare_type": True})
-        assert compare_metadata(context, SQLModel.metadata) == []
+        assert compare_metadata(context, metadata()) == []
 
 
 def test_the_revision_the_service_checks_at_start_up_is_the_newest_migration():

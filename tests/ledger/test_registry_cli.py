@@ -13,7 +13,7 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from app.ledger.database import make_engine
+from app.db.engine import make_engine
 from app.ledger.registry_cli import agents_cli, capabilities_cli
 from app.ledger.repository import AgentRepository, CapabilityRepository
 

@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from app.access.keys import ApiKeyRepository, Scope
 from app.config import Settings
-from app.ledger.database import create_schema
+from app.db.schema import create_schema
 from app.ledger.registry_routes import router as registry_router
 from app.ledger.repository import CapabilityRepository
 from app.main import create_app

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select, update
 from sqlmodel import Session
 
-from app.ledger.database import create_schema
+from app.db.schema import create_schema
 from app.ledger.settlements_query import (
     MAX_LIMIT,
     SettlementFilters,

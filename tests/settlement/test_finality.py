@@ -12,7 +12,8 @@ from sqlmodel import Session, select
 
 from app.chain.rpc import RpcClient
 from app.config import Settings
-from app.ledger.database import create_schema, make_engine
+from app.db.engine import make_engine
+from app.db.schema import create_schema
 from app.main import create_app
 from app.settlement.finality import FinalityPass, FinalityWatcher
 from app.settlement.models import Settlement, SettlementState

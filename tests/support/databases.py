@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from app.ledger.database import make_engine
+from app.db.engine import make_engine
 from tests.support.postgres import ThrowawayPostgres
 
 _database_counter = itertools.count(1)

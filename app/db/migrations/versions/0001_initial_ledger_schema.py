@@ -11,7 +11,7 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-import app.ledger.types
+import app.db.types
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -59,7 +59,7 @@ def upgrade() -> None:
         sa.Column("provider_team", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("name", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.Column("description", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-        sa.Column("price", app.ledger.types.Uint256(length=78), nullable=False),
+        sa.Column("price", app.db.types.Uint256(length=78), nullable=False),
         sa.Column("asset", sqlmodel.sql.sqltypes.AutoString(length=42), nullable=False),
         sa.Column("network", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("pay_to", sqlmodel.sql.sqltypes.AutoString(length=42), nullable=False),
@@ -84,9 +84,9 @@ def upgrade() -> None:
         sa.Column("payer", sqlmodel.sql.sqltypes.AutoString(length=42), nullable=False),
         sa.Column("payee", sqlmodel.sql.sqltypes.AutoString(length=42), nullable=False),
         sa.Column("nonce", sqlmodel.sql.sqltypes.AutoString(length=66), nullable=False),
-        sa.Column("value", app.ledger.types.Uint256(length=78), nullable=False),
-        sa.Column("valid_after", app.ledger.types.Uint256(length=78), nullable=False),
-        sa.Column("valid_before", app.ledger.types.Uint256(length=78), nullable=False),
+        sa.Column("value", app.db.types.Uint256(length=78), nullable=False),
+        sa.Column("valid_after", app.db.types.Uint256(length=78), nullable=False),
+        sa.Column("valid_before", app.db.types.Uint256(length=78), nullable=False),
         sa.Column("signature", sqlmodel.sql.sqltypes.AutoString(), nullable=False),
         sa.Column("x402_version", sa.Integer(), nullable=False),
         sa.Column("signature_hash", sqlmodel.sql.sqltypes.AutoString(length=66), nullable=False),
@@ -105,7 +105,7 @@ def upgrade() -> None:
         sa.Column("block_number", sa.Integer(), nullable=True),
         sa.Column("block_hash", sqlmodel.sql.sqltypes.AutoString(length=66), nullable=True),
         sa.Column("gas_used", sa.Integer(), nullable=True),
-        sa.Column("effective_gas_price", app.ledger.types.Uint256(length=78), nullable=True),
+        sa.Column("effective_gas_price", app.db.types.Uint256(length=78), nullable=True),
         sa.Column("error_reason", sqlmodel.sql.sqltypes.AutoString(length=80), nullable=True),
         sa.Column("error_message", sqlmodel.sql.sqltypes.AutoString(), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -141,7 +141,7 @@ def upgrade() -> None:
         sa.Column("account", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
         sa.Column("account_kind", sqlmodel.sql.sqltypes.AutoString(length=32), nullable=False),
         sa.Column("side", sqlmodel.sql.sqltypes.AutoString(length=6), nullable=False),
-        sa.Column("amount", app.ledger.types.Uint256(length=78), nullable=False),
+        sa.Column("amount", app.db.types.Uint256(length=78), nullable=False),
         sa.Column("asset", sqlmodel.sql.sqltypes.AutoString(length=42), nullable=False),
         sa.Column("network", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
         sa.Column("agent_id", sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),

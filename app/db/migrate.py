@@ -1,7 +1,7 @@
 """Schema migrations (Alembic), one history for SQLite and PostgreSQL.
 
 The service upgrades to the latest revision at start-up; ``new_revision`` is the maintainer's tool
-for writing the next migration from the SQLModel tables.
+for writing the next migration from the tables (``app.tables.metadata()``).
 """
 
 from __future__ import annotations
@@ -11,15 +11,17 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.script import ScriptDirectory
+from sqlalchemy import MetaData
 from sqlalchemy.engine import Engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 
 
-def _config(connection: object) -> Config:
+def _config(connection: object, target_metadata: MetaData | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
+    config.attributes["target_metadata"] = target_metadata
     return config
 
 
@@ -29,10 +31,11 @@ def upgrade_schema(engine: Engine) -> None:
         command.upgrade(_config(connection), "head")
 
 
-def new_revision(engine: Engine, message: str) -> None:
-    """Autogenerate a migration from the difference between the tables and ``engine``'s database."""
+def new_revision(engine: Engine, message: str, target_metadata: MetaData) -> None:
+    """Autogenerate a migration from the difference between ``target_metadata`` (every table:
+    ``app.tables.metadata()``) and ``engine``'s database."""
     with engine.begin() as connection:
-        command.revision(_config(connection), message=message, autogenerate=True)
+        command.revision(_config(connection, target_metadata), message=message, autogenerate=True)
 
 
 def downgrade_schema(engine: Engine, revision: str) -> None:

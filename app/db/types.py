@@ -1,4 +1,4 @@
-"""Column types for on-chain quantities, exact on both SQLite and PostgreSQL.
+"""Column types, exact on both SQLite and PostgreSQL: on-chain quantities and UTC moments.
 
 An EVM ``uint256`` has up to 78 decimal digits: more than any SQL integer type holds.
 
@@ -8,14 +8,18 @@ An EVM ``uint256`` has up to 78 decimal digits: more than any SQL integer type h
   float), so totals go through :func:`sum_uint256`, which adds in Python there.
 
 Python sees plain ``int`` either way.
+
+Times are :class:`UtcDateTime`: stored with their zone on PostgreSQL, as UTC wall time on SQLite (which
+has no zone), and always read back timezone-aware in UTC.
 """
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Numeric, String, func, select
+from sqlalchemy import DateTime, Numeric, String, func, select
 from sqlalchemy.engine import Connection, Dialect
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
@@ -98,3 +102,32 @@ def sum_uint256(
         if value is not None:
             total += value
     return total
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A moment in UTC, timezone-aware in Python on every backend.
+
+    SQLite keeps no zone and hands back naive values; PostgreSQL converts to the session's zone. Both
+    are normalised here: an aware value is stored as UTC, a naive one is taken to be UTC already, and
+    what is read back is always aware and in UTC, so no caller has to patch a missing ``tzinfo``.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"a timestamp must be a datetime, got {type(value).__name__}")
+        moment = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return moment.replace(tzinfo=None) if dialect.name == "sqlite" else moment
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    @property
+    def python_type(self) -> type[datetime]:
+        return datetime

@@ -1,6 +1,7 @@
-"""Database engines for the ledger: SQLite (embedded default) and PostgreSQL (production).
+"""Database engines: SQLite (embedded default) and PostgreSQL (production), and the writers' turn.
 
-Only repositories issue SQL; this module only knows how to connect and whether the store answers.
+Only repositories issue SQL; this module only knows how to connect, whether the store answers, and how
+writers of one process take turns on SQLite.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import event, inspect, text
+from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlmodel import Session, create_engine
 
@@ -48,30 +49,6 @@ def check_database(engine: Engine) -> str:
     with engine.connect() as connection:
         connection.execute(text("SELECT 1"))
     return engine.dialect.name
-
-
-SCHEMA_REVISION = "0002"  # the newest migration's revision; a test keeps it equal to Alembic's head
-
-
-def create_schema(engine: Engine) -> None:
-    """Bring the ledger schema to the latest migration (idempotent).
-
-    A database already at ``SCHEMA_REVISION`` is left alone without importing Alembic: that import
-    would cost every restart about 9 MB of resident memory for nothing.
-    """
-    if schema_revision(engine) == SCHEMA_REVISION:
-        return
-    from app.ledger.migrate import upgrade_schema
-
-    upgrade_schema(engine)
-
-
-def schema_revision(engine: Engine) -> str | None:
-    """The migration the database is at, per Alembic's own bookkeeping table; None for an empty database."""
-    with engine.connect() as connection:
-        if not inspect(connection).has_table("alembic_version"):
-            return None
-        return connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one_or_none()
 
 
 _sqlite_writers: dict[str, threading.Lock] = {}
