@@ -33,9 +33,9 @@ class LazyCommands(TyperGroup):
 
     # name -> (module, attribute, help); the attribute is a Typer app or a plain command function
     LAZY: ClassVar[dict[str, tuple[str, str, str]]] = {
-        "agents": ("app.ledger.registry_cli", "agents_cli",
+        "agents": ("app.registry.cli", "agents_cli",
                    "The agent registry: who pays, in which team and cost centre."),
-        "capabilities": ("app.ledger.registry_cli", "capabilities_cli",
+        "capabilities": ("app.registry.cli", "capabilities_cli",
                          "The capability registry: what is paid for, at what price."),
         "keys": ("app.access.cli", "keys_cli", "API keys with scopes (admin, finance, provider, facilitator)."),
         "export": ("app.ledger.export_cli", "export_command",

@@ -22,7 +22,8 @@ from app.facilitator.service import Facilitator, SettlePolicy
 from app.gateway.claims import ClaimRepository
 from app.gateway.facilitators import LocalFacilitator
 from app.gateway.paywall import PaymentGate
-from app.ledger.repository import AgentRepository, AttributionResolver, CapabilityRepository
+from app.registry.attribution import AttributionResolver
+from app.registry.repository import RegistryRepository
 from app.settlement.finality import FinalityWatcher
 from app.settlement.repository import SettlementRepository, SignerNonceRepository
 
@@ -46,15 +47,14 @@ class ServiceContext:
             rpc=self.rpc,
             settlements=SettlementRepository(self.engine),
             nonces=SignerNonceRepository(self.engine),
-            attribution=AttributionResolver(self.engine),
+            attribution=AttributionResolver(RegistryRepository(self.engine)),
             signer=self.facilitator,
             policy=SettlePolicy.from_settings(self.settings),
         )
         self.finality_watcher = FinalityWatcher(networks=self.networks, rpc=self.rpc,
                                                 settlements=SettlementRepository(self.engine))
         self.payment_gate = PaymentGate(
-            capabilities=CapabilityRepository(self.engine),
-            agents=AgentRepository(self.engine),
+            registry=RegistryRepository(self.engine),
             claims=ClaimRepository(self.engine),
             facilitator=LocalFacilitator(self.facilitator_service),
             networks=self.networks,

@@ -32,8 +32,8 @@ from app.client.transport import async_paying_client, receipt_of
 from app.config import Settings
 from app.ledger.attribution import attribution
 from app.ledger.exports import asset_table_from_settings, format_units, stream_export
-from app.ledger.models import Agent, Capability
-from app.ledger.repository import AgentRepository, CapabilityRepository
+from app.registry.models import Agent, Capability
+from app.registry.repository import RegistryRepository
 
 USDC_DECIMALS = 6
 FORECAST_PRICE = 5_000  # 0.005 USDC
@@ -65,10 +65,12 @@ def background_server(app: Any, *, host: str = "127.0.0.1", port: int | None = N
 
 def register_demo_registry(engine: Engine, deployment: DevDeployment, upstream_url: str) -> list[Capability]:
     """Six agents in two teams, and two capabilities: an in-process route and a proxied upstream."""
-    agents = AgentRepository(engine)
-    for index, (account, team) in enumerate(zip(deployment.wallets.agents, TEAMS, strict=True)):
-        agents.upsert(Agent(agent_id=f"agent-{index}", wallet=account.address, name=f"{team} agent {index}",
-                            team=team, cost_center=f"cc-{team}", owner=f"{team}-lead@example.com"))
+    registry = RegistryRepository(engine)
+    registry.upsert_agents(
+        Agent(agent_id=f"agent-{index}", wallet=account.address, name=f"{team} agent {index}", team=team,
+              cost_center=f"cc-{team}", owner=f"{team}-lead@example.com")
+        for index, (account, team) in enumerate(zip(deployment.wallets.agents, TEAMS, strict=True))
+    )
     weather, lang = (provider.address for provider in deployment.wallets.providers)
     common = {"asset": deployment.token_address, "network": f"eip155:{deployment.chain_id}", "status": "approved"}
     capabilities = [
@@ -77,9 +79,7 @@ def register_demo_registry(engine: Engine, deployment: DevDeployment, upstream_u
         Capability(id="translate", provider_team="lang", name="Translate", description="Translation",
                    price=TRANSLATE_PRICE, pay_to=lang, upstream_url=upstream_url, **common),
     ]
-    repository = CapabilityRepository(engine)
-    for capability in capabilities:
-        repository.upsert(capability)
+    registry.upsert_capabilities(capabilities)
     return capabilities
 
 

@@ -12,12 +12,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from app.access.keys import ApiKeyRepository, Scope
-from app.db.clock import wire_time
+from app.access.models import Scope
+from app.access.repository import ApiKeyRepository
+from app.access.schemas import key_to_json
+from app.cli_support import DatabaseUrlOption, open_database, refuse, stdout_console
 from app.db.errors import DuplicateError
-from app.ledger.cli_support import DatabaseUrlOption, open_ledger, refuse, stdout_console
-from app.ledger.models import ApiKey
-from app.ledger.registry_validation import RegistryValidationError, validate_name
+from app.validation import FieldError, validate_name
 
 keys_cli = typer.Typer(help="API keys: scopes admin, finance, provider, facilitator; stored only as hashes.",
                        no_args_is_help=True)
@@ -42,9 +42,9 @@ def create_key(
             refuse("provider_team: only a key with the provider scope has a provider team")
         try:
             provider_team = validate_name(provider_team, "provider_team")
-        except RegistryValidationError as error:
+        except FieldError as error:
             refuse(str(error))
-    with open_ledger(database_url) as engine:
+    with open_database(database_url) as engine:
         try:
             row, key = ApiKeyRepository(engine).create(name, scopes, provider_team)
         except DuplicateError as error:
@@ -64,24 +64,12 @@ def revoke_key(
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """Revoke a key: from now on it authenticates nothing."""
-    with open_ledger(database_url) as engine:
+    with open_database(database_url) as engine:
         repository = ApiKeyRepository(engine)
         if not repository.revoke(name):
             known = any(row.name == name for row in repository.list())
             refuse(f"key {name!r} is already revoked" if known else f"no key named {name!r}", code=1)
     typer.echo(f"revoked key {name!r}")
-
-
-def key_to_json(row: ApiKey) -> dict[str, object]:
-    """What may be shown of a key: never the key or its digest."""
-    return {
-        "name": row.name,
-        "prefix": row.prefix,
-        "scopes": list(row.scopes),
-        "providerTeam": row.provider_team,
-        "createdAt": wire_time(row.created_at),
-        "revokedAt": wire_time(row.revoked_at),
-    }
 
 
 @keys_cli.command("list")
@@ -90,7 +78,7 @@ def list_keys(
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """Every key, active and revoked, by name."""
-    with open_ledger(database_url) as engine:
+    with open_database(database_url) as engine:
         rows = ApiKeyRepository(engine).list()
     if as_json:
         typer.echo(json.dumps([key_to_json(row) for row in rows], indent=2))

@@ -7,17 +7,14 @@ that is not JSON, not an object or too large is a 400 / 413.
 
 from __future__ import annotations
 
-import hmac
 from typing import Any
 
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
-from starlette.concurrency import run_in_threadpool
 
-from app.access.dependencies import bearer_key
-from app.access.keys import ApiKeyRepository, Scope, hash_key
+from app.access.dependencies import require_facilitator_caller
 from app.context import ServiceContext, get_context
-from app.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized
+from app.errors import BadRequest, PayloadTooLarge
 from app.facilitator.service import Facilitator
 from app.protocol import (
     MAX_BODY_BYTES,
@@ -30,28 +27,6 @@ from app.protocol import (
 )
 
 router = APIRouter(tags=["facilitator"])
-
-
-async def require_facilitator_caller(request: Request, context: ServiceContext = Depends(get_context)) -> None:
-    """Bearer-key check for /verify and /settle, when enabled (production).
-
-    A key passes when its SHA-256 digest is in ``X402_FACILITATOR_API_KEY_HASHES`` (no database
-    round trip: the hot path) or when it is an unrevoked API key with the facilitator (or admin) scope.
-    """
-    settings = context.settings
-    if not settings.facilitator_require_api_key and not settings.facilitator_api_key_hashes:
-        return
-    key = bearer_key(request)
-    if key is None:
-        raise Unauthorized("this facilitator requires an API key: send 'Authorization: Bearer <key>'")
-    digest = hash_key(key)
-    if any(hmac.compare_digest(digest, candidate.lower()) for candidate in settings.facilitator_api_key_hashes):
-        return
-    row = await run_in_threadpool(ApiKeyRepository(context.engine).active_by_key, key)
-    if row is None:
-        raise Unauthorized("the API key is not valid or has been revoked")
-    if not {Scope.FACILITATOR.value, Scope.ADMIN.value} & set(row.scopes):
-        raise Forbidden(f"the key {row.name!r} lacks the facilitator scope")
 
 
 async def get_facilitator(context: ServiceContext = Depends(get_context)) -> Facilitator:

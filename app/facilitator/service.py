@@ -29,7 +29,6 @@ from app.facilitator.verification import (
     check_on_chain,
     prepare_payment,
 )
-from app.ledger.repository import Attribution, AttributionResolver
 from app.protocol import (
     AnyPaymentPayload,
     AnyPaymentRequirements,
@@ -41,6 +40,7 @@ from app.protocol import (
     SupportedResponse,
     VerifyResponse,
 )
+from app.registry.attribution import Attribution, AttributionResolver
 from app.settlement.models import SUCCESS_STATES, Settlement, SettlementState
 from app.settlement.repository import AuthorizationKey, SettlementRepository, SignerNonceRepository
 

@@ -27,9 +27,9 @@ from app.context import ServiceContext, get_context
 from app.db.clock import wire_time
 from app.errors import BadRequest
 from app.gateway.offers import Offer, OfferError, make_offer
-from app.ledger.models import Capability, CapabilityStatus
-from app.ledger.repository import CapabilityRepository
 from app.protocol import ProtocolError, normalize_network
+from app.registry.models import Capability, CapabilityStatus
+from app.registry.repository import RegistryRepository
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -103,7 +103,7 @@ async def list_resources(
 ) -> dict[str, Any]:
     wanted_network = _network_filter(network)
     wanted_pay_to = _pay_to_filter(pay_to)
-    capabilities = await run_in_threadpool(CapabilityRepository(context.engine).list,
+    capabilities = await run_in_threadpool(RegistryRepository(context.engine).list_capabilities,
                                            status=CapabilityStatus.APPROVED)
     base = str(request.base_url)
     items = []

@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.config import AssetConfig, NetworkConfig
-from app.ledger.models import Capability
 from app.protocol import (
     PaymentPayload,
     PaymentPayloadV1,
@@ -22,6 +21,7 @@ from app.protocol import (
     ResourceInfo,
     normalize_network,
 )
+from app.registry.models import Capability
 
 MAX_TIMEOUT_SECONDS = 300
 

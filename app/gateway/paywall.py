@@ -33,8 +33,6 @@ from app.gateway.claims import ClaimRepository
 from app.gateway.facilitators import FacilitatorClient
 from app.gateway.models import PaymentClaim
 from app.gateway.offers import Offer, OfferError, PaymentMismatch, make_offer, requirements_for
-from app.ledger.models import UNREGISTERED, Capability, CapabilityStatus
-from app.ledger.repository import AgentRepository, CapabilityRepository
 from app.protocol import (
     ProtocolError,
     Reason,
@@ -44,6 +42,8 @@ from app.protocol import (
     parse_exact_evm_payload,
     parse_facilitator_request,
 )
+from app.registry.models import UNREGISTERED, Capability, CapabilityStatus
+from app.registry.repository import RegistryRepository
 
 PAYMENT_REQUIRED = "PAYMENT-REQUIRED"
 PAYMENT_SIGNATURE = "PAYMENT-SIGNATURE"
@@ -89,21 +89,19 @@ class PaymentGate:
     def __init__(
         self,
         *,
-        capabilities: CapabilityRepository,
-        agents: AgentRepository,
+        registry: RegistryRepository,
         claims: ClaimRepository,
         facilitator: FacilitatorClient,
         networks: dict[str, NetworkConfig],
     ) -> None:
-        self._capabilities = capabilities
-        self._agents = agents
+        self._registry = registry
         self._claims = claims
         self._facilitator = facilitator
         self._networks = networks
 
     async def admit(self, capability_id: str, url: str, headers: dict[str, str]) -> AdmittedPayment:
         """The payment for this request, verified and claimed; GatewayRefusal otherwise."""
-        capability = await run_in_threadpool(self._capabilities.get, capability_id)
+        capability = await run_in_threadpool(self._registry.capability, capability_id)
         if capability is None:
             raise GatewayRefusal(404, {"error": "capability_not_found",
                                        "message": f"no capability {capability_id!r}"})
@@ -139,7 +137,7 @@ class PaymentGate:
         if not claimed:
             raise _payment_required(offer, f"{Reason.invalid_exact_evm_nonce_already_used}: this payment was "
                                            "already used for an earlier request; sign a new one")
-        agent = await run_in_threadpool(self._agents.by_wallet, payer)
+        agent = await run_in_threadpool(self._registry.agent_by_wallet, payer)
         return AdmittedPayment(capability=capability, payer=payer, agent_id=agent.agent_id if agent else UNREGISTERED,
                                version=payload.x402_version, request_id=request_id, facilitator_body=body)
 

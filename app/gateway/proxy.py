@@ -51,8 +51,8 @@ from app.gateway.paywall import (
     X_PAYMENT_RESPONSE,
     AdmittedPayment,
 )
-from app.ledger.models import Capability
-from app.ledger.repository import CapabilityRepository
+from app.registry.models import Capability
+from app.registry.repository import RegistryRepository
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ async def proxied_capability(request: Request, capability_id: str) -> Capability
     if path is not None and any(segment in (".", "..") for segment in path.split("/")):
         raise BadRequest("the path may not contain '.' or '..' segments", reason="invalid_path")
     context: ServiceContext = request.app.state.context
-    capability = await run_in_threadpool(CapabilityRepository(context.engine).get, capability_id)
+    capability = await run_in_threadpool(RegistryRepository(context.engine).capability, capability_id)
     if capability is None:
         raise NotFound(f"no capability {capability_id!r}", reason="capability_not_found")
     if not capability.upstream_url:

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from app.access.dependencies import Principal, require_scope
-from app.access.keys import Scope
+from app.access.models import Scope
 from app.context import ServiceContext, get_context
 from app.errors import BadRequest
 from app.ledger.reconcile import reconcile

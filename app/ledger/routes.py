@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 
 from app.access.dependencies import require_scope
-from app.access.keys import Scope
+from app.access.models import Scope
 from app.context import ServiceContext, get_context
 from app.db.clock import utc_now, wire_time
 from app.errors import BadRequest

@@ -17,8 +17,8 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from app.db.clock import as_utc, wire_time
-from app.ledger.registry_validation import RegistryValidationError, validate_address
 from app.settlement.models import Settlement, SettlementState
+from app.validation import FieldError, validate_address
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 500
@@ -75,7 +75,7 @@ def normalize_filters(filters: SettlementFilters) -> SettlementFilters:
     if payer is not None:
         try:
             payer = validate_address(payer, "payer")
-        except RegistryValidationError as error:
+        except FieldError as error:
             raise SettlementQueryError(str(error)) from None
     created_from, created_to = as_utc(filters.created_from), as_utc(filters.created_to)
     if created_from is not None and created_to is not None and created_to < created_from:

@@ -10,7 +10,9 @@ import typer
 from typer.testing import CliRunner
 
 from app.access.cli import keys_cli
-from app.access.keys import ApiKeyRepository, Scope, hash_key
+from app.access.keys import hash_key
+from app.access.models import Scope
+from app.access.repository import ApiKeyRepository
 from app.db.engine import make_engine
 
 cli = typer.Typer()

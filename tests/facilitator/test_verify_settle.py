@@ -185,7 +185,8 @@ def test_a_receipt_that_does_not_arrive_in_time_is_pending_with_its_hash_and_a_r
 def test_api_keys_with_the_facilitator_scope_guard_verify_and_settle_when_required(facilitator_settings, payer, payee):
     from fastapi.testclient import TestClient
 
-    from app.access.keys import ApiKeyRepository, Scope
+    from app.access.models import Scope
+    from app.access.repository import ApiKeyRepository
     from app.db.engine import make_engine
     from app.db.schema import create_schema
     from app.main import create_app

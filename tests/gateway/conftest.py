@@ -13,10 +13,10 @@ from fastapi.testclient import TestClient
 
 from app.db.engine import make_engine
 from app.db.schema import create_schema
-from app.ledger.models import Capability
-from app.ledger.repository import CapabilityRepository
 from app.main import create_app
 from app.protocol import decode_header, encode_header
+from app.registry.models import Capability
+from app.registry.repository import RegistryRepository
 from tests.support.eip3009 import sign_transfer_authorization
 from tests.support.payments import BASE_SEPOLIA, USDC
 
@@ -30,11 +30,11 @@ def gateway_settings(facilitator_settings):
 
 
 @pytest.fixture
-def registry(gateway_settings, dev_deployment) -> Iterator[CapabilityRepository]:
+def registry(gateway_settings, dev_deployment) -> Iterator[RegistryRepository]:
     engine = make_engine(gateway_settings.database_url)
     create_schema(engine)
-    repository = CapabilityRepository(engine)
-    repository.upsert(Capability(
+    repository = RegistryRepository(engine)
+    repository.put_capability(Capability(
         id="forecast", provider_team="weather", name="Forecast", description="A paid forecast",
         price=FORECAST_PRICE, asset=USDC, network=BASE_SEPOLIA, pay_to=dev_deployment.wallets.providers[0].address,
         route="/examples/forecast", status="approved",

@@ -7,7 +7,7 @@ from datetime import datetime
 
 import pytest
 
-from app.ledger.models import Capability, CapabilityStatus
+from app.registry.models import Capability, CapabilityStatus
 from tests.gateway.conftest import FORECAST_PRICE, offered
 from tests.support.payments import BASE_SEPOLIA, USDC
 
@@ -23,7 +23,7 @@ def catalogue(registry, dev_deployment):
         values = {"provider_team": "geo", "name": capability_id.title(), "description": f"{capability_id} data",
                   "price": 1_000, "asset": USDC, "network": BASE_SEPOLIA, "pay_to": pay_to, "status": "approved",
                   "upstream_url": "http://maps.internal:8080/v1", "method": "POST", **fields}
-        registry.upsert(Capability(id=capability_id, **values))
+        registry.put_capability(Capability(id=capability_id, **values))
 
     add("maps")
     add("pending-one", status="pending")
@@ -66,8 +66,8 @@ def test_only_approved_payable_capabilities_are_listed_in_the_bazaar_shape(gatew
 
 
 def test_a_status_change_shows_in_the_next_listing(gateway, registry, catalogue):
-    registry.set_status("maps", CapabilityStatus.SUSPENDED)
-    registry.set_status("pending-one", CapabilityStatus.APPROVED)
+    registry.set_capability_status("maps", CapabilityStatus.SUSPENDED)
+    registry.set_capability_status("pending-one", CapabilityStatus.APPROVED)
     assert resources(gateway) == ["forecast", "pending-one"]
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import base64
 import json
 
-from app.ledger.models import CapabilityStatus
 from app.protocol import decode_header
+from app.registry.models import CapabilityStatus
 from tests.gateway.conftest import FORECAST_PRICE, offered, pay_v2
 from tests.support.payments import BASE_SEPOLIA, USDC, sign_exact
 
@@ -118,7 +118,7 @@ def test_a_payment_to_another_payee_is_refused(gateway, dev_deployment, balances
 def test_a_suspended_capability_is_neither_offered_nor_served(gateway, registry, dev_deployment, balances):
     payer, payee = dev_deployment.wallets.agents[0], dev_deployment.wallets.providers[0].address
     header = pay_v2(payer, offered(gateway.get(URL)))
-    registry.set_status("forecast", CapabilityStatus.SUSPENDED)  # no restart
+    registry.set_capability_status("forecast", CapabilityStatus.SUSPENDED)  # no restart
     response = _refused_without_charge(gateway, header, balances, payer, payee, status=403)
     assert response.json()["error"] == "capability_not_available"
     assert gateway.get(URL).status_code == 403
@@ -126,9 +126,9 @@ def test_a_suspended_capability_is_neither_offered_nor_served(gateway, registry,
 
 def test_a_price_change_applies_to_the_next_request_without_a_restart(gateway, registry):
     assert offered(gateway.get(URL))["amount"] == str(FORECAST_PRICE)
-    capability = registry.get("forecast")
+    capability = registry.capability("forecast")
     capability.price = 7_777
-    registry.upsert(capability)
+    registry.put_capability(capability)
     assert offered(gateway.get(URL))["amount"] == "7777"
 
 

@@ -24,9 +24,9 @@ from app.chain.devchain import free_port
 from app.db.engine import make_engine
 from app.db.schema import create_schema
 from app.gateway import proxy
-from app.ledger.models import Agent, Capability
-from app.ledger.repository import AgentRepository, CapabilityRepository
 from app.protocol import decode_header
+from app.registry.models import Agent, Capability
+from app.registry.repository import RegistryRepository
 from tests.gateway.conftest import offered, pay_v2
 from tests.support.payments import BASE_SEPOLIA, USDC
 from tests.support.servers import serve
@@ -113,10 +113,10 @@ def upstream_capability(capability_id: str, upstream_url: str, pay_to: str, *, s
 def proxied(gateway_settings, registry, upstream, dev_deployment):
     """The capability ``legacy`` whose upstream is the test upstream, and a registered agent paying for it."""
     url, app = upstream
-    registry.upsert(upstream_capability("legacy", url, dev_deployment.wallets.providers[0].address))
+    registry.put_capability(upstream_capability("legacy", url, dev_deployment.wallets.providers[0].address))
     payer = dev_deployment.wallets.agents[0]
     engine = make_engine(gateway_settings.database_url)
-    AgentRepository(engine).upsert(Agent(agent_id="fleet-1", wallet=payer.address, team="alpha"))
+    RegistryRepository(engine).upsert_agents([Agent(agent_id="fleet-1", wallet=payer.address, team="alpha")])
     engine.dispose()
     return app
 
@@ -173,7 +173,8 @@ def test_a_paid_request_is_forwarded_with_the_payer_and_settled_once(gateway, pr
 
 def test_the_capability_root_forwards_to_the_upstream_url_itself(gateway, registry, upstream, proxied, dev_deployment):
     url, _app = upstream
-    registry.upsert(upstream_capability("echo-root", url + "/echo", dev_deployment.wallets.providers[0].address))
+    payee = dev_deployment.wallets.providers[0].address
+    registry.put_capability(upstream_capability("echo-root", url + "/echo", payee))
     response = paid(gateway, "/cap/echo-root?q=1", dev_deployment.wallets.agents[0])
     assert response.status_code == 200, response.text
     assert (response.json()["path"], response.json()["query"]) == ("/echo", "q=1")
@@ -271,7 +272,7 @@ def test_an_upstream_timeout_is_a_504_and_not_settled(gateway, proxied, dev_depl
 
 def test_an_unreachable_upstream_is_a_502_and_not_settled(gateway, registry, proxied, dev_deployment, balances):
     payer, payee = dev_deployment.wallets.agents[0], dev_deployment.wallets.providers[0].address
-    registry.upsert(upstream_capability("gone", f"http://127.0.0.1:{free_port()}", payee))
+    registry.put_capability(upstream_capability("gone", f"http://127.0.0.1:{free_port()}", payee))
     watched = balances(payer.address, payee)
     response = paid(gateway, "/cap/gone/anything", payer)
     assert response.status_code == 502, response.text
@@ -295,7 +296,7 @@ def test_a_capability_without_upstream_or_unknown_is_404_without_asking_for_paym
 
 def test_a_pending_capability_is_not_served(gateway, registry, upstream, proxied, dev_deployment):
     url, _app = upstream
-    registry.upsert(upstream_capability("unreviewed", url, dev_deployment.wallets.providers[0].address,
+    registry.put_capability(upstream_capability("unreviewed", url, dev_deployment.wallets.providers[0].address,
                                         status="pending"))
     response = gateway.get("/cap/unreviewed/echo")
     assert response.status_code == 403
@@ -328,7 +329,7 @@ def service_process(tmp_path, anvil, dev_deployment, chain_snapshot, upstream, d
     data_dir.mkdir()
     engine = make_engine(database_url)
     create_schema(engine)
-    CapabilityRepository(engine).upsert(upstream_capability("bulk", upstream[0],
+    RegistryRepository(engine).put_capability(upstream_capability("bulk", upstream[0],
                                                             dev_deployment.wallets.providers[0].address))
     engine.dispose()
     port = free_port()

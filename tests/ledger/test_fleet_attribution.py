@@ -10,9 +10,9 @@ from fastapi.testclient import TestClient
 from app.db.engine import make_engine
 from app.db.schema import create_schema
 from app.ledger.attribution import attribution
-from app.ledger.models import Agent, Capability
-from app.ledger.repository import AgentRepository, CapabilityRepository
 from app.main import create_app
+from app.registry.models import Agent, Capability
+from app.registry.repository import RegistryRepository
 from tests.support.payments import BASE_SEPOLIA, USDC, body_v2, requirements_v2, sign_exact
 
 TEAMS = ("research", "research", "research", "ops", "ops", "ops")
@@ -45,11 +45,11 @@ def test_fleet_spend_is_attributed_per_agent_team_and_capability_and_matches_the
     create_schema(engine)
     agents = dev_deployment.wallets.agents
     for index, (account, team) in enumerate(zip(agents, TEAMS, strict=True)):
-        AgentRepository(engine).add(Agent(agent_id=f"agent-{index}", wallet=account.address, name=f"Agent {index}",
-                                          team=team, cost_center=f"cc-{team}"))
+        RegistryRepository(engine).add_agent(Agent(agent_id=f"agent-{index}", wallet=account.address,
+                                                    name=f"Agent {index}", team=team, cost_center=f"cc-{team}"))
     capabilities = _capabilities(dev_deployment.wallets.providers)
     for capability in capabilities:
-        CapabilityRepository(engine).upsert(capability)
+        RegistryRepository(engine).put_capability(capability)
     first_block = w3.eth.block_number + 1
 
     expected_by_agent: Counter = Counter()

@@ -11,7 +11,8 @@ import pyarrow.parquet as pq
 import pytest
 from fastapi.testclient import TestClient
 
-from app.access.keys import ApiKeyRepository, Scope
+from app.access.models import Scope
+from app.access.repository import ApiKeyRepository
 from app.config import Settings
 from app.db.schema import create_schema
 from app.ledger.routes import router

@@ -22,7 +22,8 @@ from sqlmodel import Session
 from typer.testing import CliRunner
 from web3 import Web3
 
-from app.access.keys import ApiKeyRepository, Scope
+from app.access.models import Scope
+from app.access.repository import ApiKeyRepository
 from app.chain.deploy import DevDeployment, send_transaction, token_contract
 from app.chain.devchain import free_port
 from app.chain.eip3009 import transfer_with_authorization_calldata

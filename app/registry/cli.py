@@ -17,24 +17,23 @@ from typing import Annotated, Any
 import typer
 import yaml
 from rich.table import Table
+from sqlalchemy.engine import Engine
 
+from app.cli_support import DatabaseUrlOption, open_database, progress_bar, refuse, stdout_console
 from app.config import NetworkConfig, Settings, known_networks
-from app.db.errors import DuplicateError
-from app.ledger.cli_support import DatabaseUrlOption, open_ledger, progress_bar, refuse, stdout_console
-from app.ledger.models import Agent, Capability, CapabilityStatus
-from app.ledger.registry_repository import RegistryRepository
-from app.ledger.registry_validation import (
+from app.errors import ServiceError
+from app.registry.models import Agent, Capability, CapabilityStatus
+from app.registry.repository import RegistryRepository
+from app.registry.schemas import agent_to_json, capability_to_json
+from app.registry.service import RegistryService, RegistryWriter
+from app.registry.validation import (
     AGENT_FIELDS,
-    RegistryValidationError,
     Rejection,
-    agent_to_json,
-    capability_to_json,
-    check_agent_batch,
     check_capability_batch,
     validate_agent,
     validate_capability,
 )
-from app.ledger.repository import AgentRepository, CapabilityRepository
+from app.validation import FieldError
 
 agents_cli = typer.Typer(help="Agents: which wallet is which agent, team and cost centre.", no_args_is_help=True)
 capabilities_cli = typer.Typer(
@@ -43,6 +42,10 @@ capabilities_cli = typer.Typer(
 
 ExistingFile = Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, show_default=False)]
 JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+
+def _service(engine: Engine) -> RegistryService:
+    return RegistryService(RegistryRepository(engine))
 
 
 # --------------------------------------------------------------------------------------------- agents
@@ -71,25 +74,21 @@ def add_agent(
     try:
         agent = validate_agent({"agent_id": agent_id, "wallet": wallet, "team": team, "name": name,
                                 "cost_center": cost_center, "owner": owner, "labels": labels})
-    except RegistryValidationError as error:
+    except FieldError as error:
         refuse(str(error))
-    with open_ledger(database_url) as engine:
-        repository = AgentRepository(engine)
+    with open_database(database_url) as engine:
         try:
-            repository.add(agent)
-        except DuplicateError:
-            holder = repository.by_wallet(agent.wallet)
-            if holder is not None and holder.agent_id != agent.agent_id:
-                refuse(f"wallet: {agent.wallet} is already registered to agent {holder.agent_id!r}")
-            refuse(f"agent_id: {agent.agent_id!r} is already registered (use `agents import` to update it)")
+            _service(engine).add_agent(agent)
+        except ServiceError as error:
+            refuse(error.message)
     typer.echo(f"added agent {agent.agent_id} ({agent.wallet}, team {agent.team})")
 
 
 @agents_cli.command("list")
 def list_agents(as_json: JsonFlag = False, database_url: DatabaseUrlOption = None) -> None:
     """The registered agents, by agent id."""
-    with open_ledger(database_url) as engine:
-        agents = AgentRepository(engine).list()
+    with open_database(database_url) as engine:
+        agents = _service(engine).list_agents()
     if as_json:
         typer.echo(json.dumps([agent_to_json(agent) for agent in agents], indent=2))
         return
@@ -110,7 +109,8 @@ def import_agents(file: ExistingFile, database_url: DatabaseUrlOption = None) ->
     its line number and nothing is written. Otherwise all rows are written in one transaction.
     """
     header, records = _read_csv(file)
-    with open_ledger(database_url) as engine:
+    with open_database(database_url) as engine:
+        service = _service(engine)
         valid: list[tuple[int, Agent]] = []
         rejections: list[Rejection] = []
         with progress_bar() as progress:
@@ -121,20 +121,19 @@ def import_agents(file: ExistingFile, database_url: DatabaseUrlOption = None) ->
                 else:
                     try:
                         valid.append((line, validate_agent(dict(zip(header, cells, strict=True)))))
-                    except RegistryValidationError as error:
+                    except FieldError as error:
                         rejections.append(Rejection(line, str(error)))
                 progress.advance(task)
-        rejections += check_agent_batch(valid, AgentRepository(engine).list())
+        rejections += service.agent_import_collisions(valid)
         _refuse_rejections(rejections, len(records), "line")
-        repository = RegistryRepository(engine)
         with progress_bar() as progress:
             task = progress.add_task("writing", total=len(valid))
             try:
-                created, updated = repository.upsert_agents(
+                created, updated = service.import_agents(
                     (agent for _, agent in valid), on_row=lambda: progress.advance(task)
                 )
-            except DuplicateError as error:
-                refuse(f"{error}; nothing was written")
+            except ServiceError as error:
+                refuse(f"{error.message}; nothing was written")
     typer.echo(f"agents: {created} created, {updated} updated, 0 rejected")
 
 
@@ -216,10 +215,10 @@ def add_capability(
              "upstream_url": upstream_url, "method": method, "mime_type": mime_type, "status": status.value},
             networks=_networks(),
         )
-    except RegistryValidationError as error:
+    except FieldError as error:
         refuse(str(error))
-    with open_ledger(database_url) as engine:
-        _, created = RegistryRepository(engine).put_capability(capability)
+    with open_database(database_url) as engine:
+        _, created = _service(engine).put_capability(capability, RegistryWriter.operator())
     typer.echo(f"{'created' if created else 'replaced'} capability {capability.id} "
                f"({capability.price} atomic units on {capability.network}, {capability.status})")
 
@@ -231,8 +230,8 @@ def list_capabilities(
     database_url: DatabaseUrlOption = None,
 ) -> None:
     """The capabilities in the registry, by id."""
-    with open_ledger(database_url) as engine:
-        capabilities = CapabilityRepository(engine).list(status=status)
+    with open_database(database_url) as engine:
+        capabilities = _service(engine).list_capabilities(status=status)
     if as_json:
         typer.echo(json.dumps([capability_to_json(capability) for capability in capabilities], indent=2))
         return
@@ -266,21 +265,21 @@ def import_capabilities(file: ExistingFile, database_url: DatabaseUrlOption = No
         for number, item in enumerate(items, start=1):
             try:
                 valid.append((number, validate_capability(item, networks=networks)))
-            except RegistryValidationError as error:
+            except FieldError as error:
                 rejections.append(Rejection(number, str(error)))
             progress.advance(task)
     rejections += check_capability_batch(valid)
     if lines:  # YAML: say where each refused item starts
         rejections = [Rejection(r.where, f"{r.reason} (line {lines[r.where - 1]})") for r in rejections]
     _refuse_rejections(rejections, len(items), "item")
-    with open_ledger(database_url) as engine, progress_bar() as progress:
+    with open_database(database_url) as engine, progress_bar() as progress:
         task = progress.add_task("writing", total=len(valid))
         try:
-            created, updated = RegistryRepository(engine).upsert_capabilities(
+            created, updated = _service(engine).import_capabilities(
                 (capability for _, capability in valid), on_row=lambda: progress.advance(task)
             )
-        except DuplicateError as error:
-            refuse(f"{error}; nothing was written")
+        except ServiceError as error:
+            refuse(f"{error.message}; nothing was written")
     typer.echo(f"capabilities: {created} created, {updated} updated, 0 rejected")
 
 

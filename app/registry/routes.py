@@ -13,46 +13,25 @@ from fastapi import APIRouter, Body, Depends, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.access.dependencies import Principal, authenticate, require_scope
-from app.access.keys import Scope
+from app.access.models import Scope
 from app.config import known_networks
 from app.context import ServiceContext, get_context
-from app.db.errors import DuplicateError
-from app.errors import BadRequest, Conflict, Forbidden, NotFound
-from app.ledger.models import CapabilityStatus
-from app.ledger.registry_repository import NotOwner, RegistryRepository
-from app.ledger.registry_validation import (
-    RegistryValidationError,
-    agent_to_json,
-    capability_to_json,
-    validate_agent,
-    validate_capability,
-    validate_status,
-)
-from app.ledger.repository import AgentRepository, CapabilityRepository
+from app.errors import BadRequest
+from app.registry.repository import RegistryRepository
+from app.registry.schemas import agent_to_json, capability_to_json
+from app.registry.service import RegistryService, RegistryWriter
+from app.registry.validation import validate_agent, validate_capability, validate_status
 
 router = APIRouter(tags=["registry"])
 
 
-def _write_team(principal: Principal) -> str | None:
-    """None for an admin (any team); the key's provider team for a provider key."""
-    if Scope.ADMIN in principal.scopes:
-        return None
-    if not principal.provider_team:
-        raise Forbidden(f"the key {principal.name!r} has the provider scope but no provider team")
-    return principal.provider_team
+def _writer(principal: Principal) -> RegistryWriter:
+    return RegistryWriter(name=principal.name, is_admin=Scope.ADMIN in principal.scopes,
+                          provider_team=principal.provider_team)
 
 
-def _approval_is_for_admins(principal: Principal) -> Forbidden:
-    # A provider may list, re-price, suspend or re-open its capabilities; making one payable is a review.
-    return Forbidden(f"the key {principal.name!r} cannot approve a capability: an admin approves; "
-                     "submit it as pending")
-
-
-def _not_owner(principal: Principal, error: NotOwner) -> Forbidden:
-    return Forbidden(
-        f"the key {principal.name!r} writes for provider team {principal.provider_team!r}; "
-        f"capability {error.capability_id!r} belongs to team {error.team!r}"
-    )
+def _service(context: ServiceContext) -> RegistryService:
+    return RegistryService(RegistryRepository(context.engine))
 
 
 @router.get("/capabilities", summary="Capabilities in the registry (any valid key)")
@@ -62,13 +41,8 @@ async def list_capabilities(
     _principal: Principal = Depends(authenticate),
     context: ServiceContext = Depends(get_context),
 ) -> list[dict[str, Any]]:
-    try:
-        wanted = validate_status(status) if status is not None else None
-    except RegistryValidationError as error:
-        raise BadRequest(str(error)) from None
-    rows = await run_in_threadpool(
-        CapabilityRepository(context.engine).list, status=wanted, provider_team=provider_team
-    )
+    wanted = validate_status(status) if status is not None else None
+    rows = await run_in_threadpool(_service(context).list_capabilities, status=wanted, provider_team=provider_team)
     return [capability_to_json(row) for row in rows]
 
 
@@ -86,25 +60,13 @@ async def put_capability(
 ) -> dict[str, Any]:
     """A whole replace: fields not given take their defaults (method GET, mimeType application/json,
     status pending); the creation time is kept. 201 when created, 200 when replaced."""
-    team = _write_team(principal)
+    writer = _writer(principal)
+    writer.team_limit()  # a provider key without a team is refused before its body is read
     if "id" in body and body["id"] != capability_id:
         raise BadRequest(f"id: the body names {body['id']!r}, the path {capability_id!r}")
-    try:
-        networks = known_networks(context.settings.networks_file)
-        capability = validate_capability({**body, "id": capability_id}, networks=networks)
-    except RegistryValidationError as error:
-        raise BadRequest(str(error)) from None
-    if team is not None and capability.status == CapabilityStatus.APPROVED:
-        existing = await run_in_threadpool(CapabilityRepository(context.engine).get, capability_id)
-        if existing is None or existing.status != CapabilityStatus.APPROVED:
-            raise _approval_is_for_admins(principal)
-    try:
-        row, created = await run_in_threadpool(RegistryRepository(context.engine).put_capability, capability,
-                                               team=team)
-    except NotOwner as error:
-        raise _not_owner(principal, error) from None
-    except DuplicateError as error:
-        raise Conflict(str(error)) from None
+    networks = known_networks(context.settings.networks_file)
+    capability = validate_capability({**body, "id": capability_id}, networks=networks)
+    row, created = await run_in_threadpool(_service(context).put_capability, capability, writer)
     response.status_code = 201 if created else 200
     return capability_to_json(row)
 
@@ -116,24 +78,13 @@ async def set_capability_status(
     principal: Principal = Depends(require_scope(Scope.ADMIN, Scope.PROVIDER)),
     context: ServiceContext = Depends(get_context),
 ) -> dict[str, Any]:
-    team = _write_team(principal)
+    writer = _writer(principal)
+    writer.team_limit()
     unknown = set(body) - {"status"}
     if unknown:
         raise BadRequest(f"{sorted(unknown)[0]}: unknown field; the body is {{\"status\": ...}}")
-    try:
-        status = validate_status(body.get("status"))
-    except RegistryValidationError as error:
-        raise BadRequest(str(error)) from None
-    if team is not None and status == CapabilityStatus.APPROVED:
-        raise _approval_is_for_admins(principal)
-    try:
-        row = await run_in_threadpool(
-            RegistryRepository(context.engine).set_capability_status, capability_id, status, team=team
-        )
-    except NotOwner as error:
-        raise _not_owner(principal, error) from None
-    if row is None:
-        raise NotFound(f"no capability {capability_id!r}")
+    status = validate_status(body.get("status"))
+    row = await run_in_threadpool(_service(context).set_capability_status, capability_id, status, writer)
     return capability_to_json(row)
 
 
@@ -142,7 +93,7 @@ async def list_agents(
     _principal: Principal = Depends(require_scope(Scope.FINANCE)),
     context: ServiceContext = Depends(get_context),
 ) -> list[dict[str, Any]]:
-    rows = await run_in_threadpool(AgentRepository(context.engine).list)
+    rows = await run_in_threadpool(_service(context).list_agents)
     return [agent_to_json(row) for row in rows]
 
 
@@ -163,15 +114,7 @@ async def put_agent(
     if given != agent_id:
         raise BadRequest(f"agent_id: the body names {given!r}, the path {agent_id!r}")
     fields = {key: value for key, value in body.items() if key not in ("agentId", "agent_id")}
-    try:
-        agent = validate_agent({**fields, "agent_id": agent_id})
-    except RegistryValidationError as error:
-        raise BadRequest(str(error)) from None
-    repository = RegistryRepository(context.engine)
-    try:
-        created, _ = await run_in_threadpool(repository.upsert_agents, [agent])
-    except DuplicateError as error:
-        raise Conflict(str(error)) from None
-    stored = await run_in_threadpool(AgentRepository(context.engine).by_wallet, agent.wallet)
+    agent = validate_agent({**fields, "agent_id": agent_id})
+    stored, created = await run_in_threadpool(_service(context).put_agent, agent)
     response.status_code = 201 if created else 200
-    return agent_to_json(stored or agent)
+    return agent_to_json(stored)

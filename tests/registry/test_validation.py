@@ -4,16 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from app.ledger.models import Agent
-from app.ledger.registry_validation import (
-    RegistryValidationError,
-    check_agent_batch,
-    parse_labels,
-    validate_address,
-    validate_capability,
-    validate_price,
-    validate_slug,
-)
+from app.registry.models import Agent
+from app.registry.validation import check_agent_batch, parse_labels, validate_capability, validate_price
+from app.validation import FieldError, validate_address, validate_slug
 
 USDC = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"
 
@@ -21,7 +14,7 @@ USDC = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"
 def test_addresses_are_checksummed_and_a_wrong_checksum_is_refused():
     assert validate_address(USDC.lower(), "asset") == USDC
     assert validate_address("0x" + USDC[2:].upper(), "asset") == USDC
-    with pytest.raises(RegistryValidationError, match=r"asset: .* invalid EIP-55 checksum"):
+    with pytest.raises(FieldError, match=r"asset: .* invalid EIP-55 checksum"):
         validate_address(USDC.replace("C", "c", 1), "asset")
 
 
@@ -32,7 +25,7 @@ def test_prices_in_range_are_ints(value):
 
 @pytest.mark.parametrize("value", [-1, 2**256, "1e6", "0x10", 1.0, True, None, "", "1_000"])
 def test_prices_out_of_range_or_not_integers_are_refused(value):
-    with pytest.raises(RegistryValidationError) as error:
+    with pytest.raises(FieldError) as error:
         validate_price(value)
     assert error.value.field == "price"
 
@@ -44,7 +37,7 @@ def test_slugs(slug):
 
 @pytest.mark.parametrize("slug", ["", "A", "-a", "a-", "a_b", "x" * 65, "a b", 7])
 def test_not_slugs(slug):
-    with pytest.raises(RegistryValidationError, match="agent_id"):
+    with pytest.raises(FieldError, match="agent_id"):
         validate_slug(slug, "agent_id")
 
 
@@ -52,7 +45,7 @@ def test_labels_from_text_or_mapping():
     assert parse_labels("env=prod; tier = gold;") == {"env": "prod", "tier": "gold"}
     assert parse_labels({"n": 3}) == {"n": "3"}
     assert parse_labels("") == {}
-    with pytest.raises(RegistryValidationError, match="given twice"):
+    with pytest.raises(FieldError, match="given twice"):
         parse_labels("a=1;a=2")
 
 
@@ -64,7 +57,7 @@ def test_capability_keys_in_either_case_and_defaults():
     assert capability.asset == USDC and capability.price == 5
     assert (capability.method, capability.mime_type, capability.status) == ("GET", "application/json", "pending")
     assert capability.route is None and capability.upstream_url == "http://geo.internal"
-    with pytest.raises(RegistryValidationError, match="pay_to: given twice"):
+    with pytest.raises(FieldError, match="pay_to: given twice"):
         validate_capability({"payTo": USDC, "pay_to": USDC})
 
 

@@ -14,8 +14,8 @@ import typer
 from typer.testing import CliRunner
 
 from app.db.engine import make_engine
-from app.ledger.registry_cli import agents_cli, capabilities_cli
-from app.ledger.repository import AgentRepository, CapabilityRepository
+from app.registry.cli import agents_cli, capabilities_cli
+from app.registry.repository import RegistryRepository
 
 USDC = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"
 NETWORK = "eip155:84532"
@@ -359,7 +359,7 @@ def test_repositories_see_what_the_cli_wrote(database_url, tmp_path):
     run(database_url, "capabilities", "add", *capability_args())
     engine = make_engine(database_url)
     try:
-        assert AgentRepository(engine).by_wallet(WALLET_A).agent_id == "a1"
-        assert CapabilityRepository(engine).get("geocode").pay_to == PAY_TO
+        assert RegistryRepository(engine).agent_by_wallet(WALLET_A).agent_id == "a1"
+        assert RegistryRepository(engine).capability("geocode").pay_to == PAY_TO
     finally:
         engine.dispose()

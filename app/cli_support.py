@@ -1,4 +1,4 @@
-"""Shared pieces of the registry and key commands: the ledger connection, errors, progress bars.
+"""Shared pieces of the operator commands (registry, keys, export, reconcile): the database, errors, progress bars.
 
 Conventions: results go to stdout (so ``--json`` output and a new key can be piped), messages and
 progress bars to stderr. Exit status 2 means the input was refused and nothing was written.
@@ -33,8 +33,8 @@ DatabaseUrlOption = Annotated[
 
 
 @contextmanager
-def open_ledger(database_url: str | None) -> Iterator[Engine]:
-    """An engine on the ledger, its schema brought to the latest migration; disposed on exit."""
+def open_database(database_url: str | None) -> Iterator[Engine]:
+    """An engine on the service's database, its schema brought to the latest migration; disposed on exit."""
     engine = make_engine(database_url or Settings().database_url)
     try:
         create_schema(engine)

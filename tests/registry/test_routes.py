@@ -7,12 +7,13 @@ from collections.abc import Iterator
 import pytest
 from fastapi.testclient import TestClient
 
-from app.access.keys import ApiKeyRepository, Scope
+from app.access.models import Scope
+from app.access.repository import ApiKeyRepository
 from app.config import Settings
 from app.db.schema import create_schema
-from app.ledger.registry_routes import router as registry_router
-from app.ledger.repository import CapabilityRepository
 from app.main import create_app
+from app.registry.repository import RegistryRepository
+from app.registry.routes import router as registry_router
 
 USDC = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"
 NETWORK = "eip155:84532"
@@ -77,7 +78,7 @@ def test_admin_creates_and_replaces_a_capability(client, engine, keys):
                           headers=auth(keys["admin"]))
     assert replaced.status_code == 200, replaced.json()
     assert replaced.json()["createdAt"] == created.json()["createdAt"]
-    stored = CapabilityRepository(engine).get("geocode")
+    stored = RegistryRepository(engine).capability("geocode")
     assert (stored.price, stored.name, stored.pay_to) == (2**256 - 1, "Geocode v2", PAY_TO)
     listed = client.get("/capabilities", headers=auth(keys["facilitator"]))  # any valid key may read
     assert listed.status_code == 200 and [c["price"] for c in listed.json()] == [big]
@@ -107,9 +108,9 @@ def test_provider_writes_only_its_own_team(client, engine, keys):
     give_away = client.put("/capabilities/geocode", json=capability_body(providerTeam="search"),
                            headers=auth(keys["maps"]))
     assert give_away.status_code == 403
-    assert CapabilityRepository(engine).get("geocode").provider_team == "maps"
-    assert CapabilityRepository(engine).get("geocode").price == 5
-    assert CapabilityRepository(engine).get("tiles") is None
+    assert RegistryRepository(engine).capability("geocode").provider_team == "maps"
+    assert RegistryRepository(engine).capability("geocode").price == 5
+    assert RegistryRepository(engine).capability("tiles") is None
 
 
 @pytest.mark.parametrize(
@@ -133,7 +134,7 @@ def test_invalid_capability_is_400_naming_the_field(client, engine, keys, overri
     assert response.status_code == 400, response.json()
     assert response.json()["error"] == "malformed_request"
     assert response.json()["message"].startswith(f"{field}:")
-    assert CapabilityRepository(engine).get("geocode") is None
+    assert RegistryRepository(engine).capability("geocode") is None
 
 
 def test_body_id_must_match_the_path(client, keys):
@@ -149,12 +150,12 @@ def test_status_change_persists_and_is_limited_to_admin_and_owner(client, engine
     assert finance.status_code == 403
     owner = client.post("/capabilities/geocode/status", json={"status": "suspended"}, headers=auth(keys["maps"]))
     assert owner.status_code == 200 and owner.json()["status"] == "suspended"
-    assert CapabilityRepository(engine).get("geocode").status == "suspended"
+    assert RegistryRepository(engine).capability("geocode").status == "suspended"
     suspended = client.get("/capabilities", params={"status": "suspended"}, headers=auth(keys["finance"]))
     assert [c["id"] for c in suspended.json()] == ["geocode"]
     assert client.get("/capabilities", params={"status": "approved"}, headers=auth(keys["finance"])).json() == []
     admin = client.post("/capabilities/geocode/status", json={"status": "approved"}, headers=auth(keys["admin"]))
-    assert admin.status_code == 200 and CapabilityRepository(engine).get("geocode").status == "approved"
+    assert admin.status_code == 200 and RegistryRepository(engine).capability("geocode").status == "approved"
     bad = client.post("/capabilities/geocode/status", json={"status": "gone"}, headers=auth(keys["admin"]))
     assert bad.status_code == 400 and bad.json()["message"].startswith("status:")
     missing = client.post("/capabilities/nope/status", json={"status": "approved"}, headers=auth(keys["admin"]))
@@ -193,7 +194,7 @@ def test_only_an_admin_makes_a_capability_payable(client, engine, keys):
     put_approved = client.put("/capabilities/geocode", json=capability_body(status="approved"),
                               headers=auth(keys["maps"]))
     assert put_approved.status_code == 403
-    assert CapabilityRepository(engine).get("geocode").status == "pending"
+    assert RegistryRepository(engine).capability("geocode").status == "pending"
     approved = client.post("/capabilities/geocode/status", json={"status": "approved"}, headers=auth(keys["admin"]))
     assert approved.status_code == 200
     # Once approved, the provider may re-price it without losing the approval, and may suspend it.
@@ -203,4 +204,4 @@ def test_only_an_admin_makes_a_capability_payable(client, engine, keys):
     suspended = client.post("/capabilities/geocode/status", json={"status": "suspended"},
                             headers=auth(keys["maps"]))
     assert suspended.status_code == 200
-    assert CapabilityRepository(engine).get("geocode").status == "suspended"
+    assert RegistryRepository(engine).capability("geocode").status == "suspended"
