@@ -38,9 +38,9 @@ class LazyCommands(TyperGroup):
         "capabilities": ("app.registry.cli", "capabilities_cli",
                          "The capability registry: what is paid for, at what price."),
         "keys": ("app.access.cli", "keys_cli", "API keys with scopes (admin, finance, provider, facilitator)."),
-        "export": ("app.ledger.export_cli", "export_command",
+        "export": ("app.ledger.cli", "export_command",
                    "Stream a finance export (journal lines or a rollup) to a file: CSV, JSON Lines, Parquet."),
-        "reconcile": ("app.ledger.reconcile_cli", "reconcile_command",
+        "reconcile": ("app.reconciliation.cli", "reconcile_command",
                       "Compare the ledger with the token's on-chain events; exit 1 on discrepancies."),
     }
 

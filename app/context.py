@@ -19,9 +19,9 @@ from app.config import NetworkConfig, Settings
 from app.db.engine import make_engine
 from app.db.schema import create_schema
 from app.facilitator.service import Facilitator, SettlePolicy
-from app.gateway.claims import ClaimRepository
 from app.gateway.facilitators import LocalFacilitator
 from app.gateway.paywall import PaymentGate
+from app.gateway.repository import ClaimRepository
 from app.registry.attribution import AttributionResolver
 from app.registry.repository import RegistryRepository
 from app.settlement.finality import FinalityWatcher

@@ -17,9 +17,9 @@ from app.gateway.discovery import router as discovery_router
 from app.gateway.examples import router as examples_router
 from app.gateway.paywall import install_paywall
 from app.gateway.proxy import router as proxy_router
-from app.ledger.reconcile_routes import router as reconcile_router
 from app.ledger.routes import router as ledger_router
 from app.observability.routes import router as health_router
+from app.reconciliation.routes import router as reconcile_router
 from app.registry.routes import router as registry_router
 
 log = logging.getLogger(__name__)

@@ -12,11 +12,10 @@ from sqlmodel import SQLModel
 
 from app.access import models as access_tables
 from app.gateway import models as gateway_tables
-from app.ledger import models as ledger_tables
 from app.registry import models as registry_tables
 from app.settlement import models as settlement_tables
 
-TABLE_MODULES = (access_tables, gateway_tables, ledger_tables, registry_tables, settlement_tables)
+TABLE_MODULES = (access_tables, gateway_tables, registry_tables, settlement_tables)
 
 
 def metadata() -> MetaData:

@@ -29,10 +29,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.chain.signatures import to_checksum
 from app.config import NetworkConfig
-from app.gateway.claims import ClaimRepository
 from app.gateway.facilitators import FacilitatorClient
 from app.gateway.models import PaymentClaim
 from app.gateway.offers import Offer, OfferError, PaymentMismatch, make_offer, requirements_for
+from app.gateway.repository import ClaimRepository
 from app.protocol import (
     ProtocolError,
     Reason,

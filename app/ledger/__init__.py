@@ -1,1 +1,1 @@
-"""The settlement ledger: tables, repositories, attribution and exports."""
+"""Finance's ledger: journal reads, cost attribution, settlement queries and exports (read-only)."""

@@ -1,7 +1,5 @@
 """Cost attribution from the journal: net spend, settlement count and network fees per group and time bucket.
 
-This module holds the only SQL for attribution reads.
-
 - ``amount``: net agent spend in the payment token's atomic units: debits minus credits on the
   ``agent_spend`` accounts, so a reversal subtracts in the bucket it was booked in (a bucket may be
   negative when a payment of an earlier bucket is reversed in it).
@@ -12,6 +10,7 @@ This module holds the only SQL for attribution reads.
 
 PostgreSQL answers with one ``GROUP BY`` (``date_trunc`` and ``SUM`` over NUMERIC in the server).
 SQLite cannot add 78-digit TEXT exactly, so there the matching lines are streamed and added in Python.
+The SQL for both is in :class:`app.ledger.repository.LedgerRepository`.
 Both give the same rows in the same order: bucket, then group, then asset.
 """
 
@@ -19,21 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
-from sqlalchemy import Numeric, and_, case, cast, func, literal, select, text
 from sqlalchemy.engine import Engine
-from sqlalchemy.sql.elements import ColumnElement
 
 from app.db.clock import as_utc
-from app.ledger.models import EntryType, JournalLine, Side
-from app.settlement.models import Settlement, SettlementState
-
-SPEND = "agent_spend"
-FEES = "agent_fees"
-_STREAM_BATCH = 10_000
+from app.ledger.repository import SPEND, LedgerRepository
+from app.settlement.models import EntryType, SettlementState, Side
 
 
 class GroupBy(StrEnum):
@@ -126,19 +119,6 @@ def truncate(moment: datetime, bucket: Bucket) -> datetime:
     return moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
-def _line_filters(
-    start: datetime | None, end: datetime | None, states: Sequence[SettlementState] | None
-) -> list[ColumnElement[bool]]:
-    filters: list[ColumnElement[bool]] = [JournalLine.account_kind.in_([SPEND, FEES])]
-    if start is not None:
-        filters.append(JournalLine.booked_at >= start)
-    if end is not None:
-        filters.append(JournalLine.booked_at < end)
-    if states:
-        filters.append(Settlement.state.in_([s.value for s in states]))
-    return filters
-
-
 def attribution(
     engine: Engine,
     *,
@@ -157,56 +137,18 @@ def attribution(
     size = parse_bucket(bucket)
     wanted_states = parse_states(states)
     start, end = check_window(start, end)
-    if engine.dialect.name == "postgresql":
-        return _attribution_postgresql(engine, group, size, start, end, wanted_states)
-    return _attribution_streamed(engine, group, size, start, end, wanted_states)
-
-
-def _attribution_postgresql(
-    engine: Engine, group: GroupBy, size: Bucket, start: datetime | None, end: datetime | None,
-    states: Sequence[SettlementState] | None,
-) -> list[AttributionRow]:
-    numeric = Numeric(precision=None, scale=0, asdecimal=True)
-    amount = cast(JournalLine.amount, numeric)
-    is_spend = JournalLine.account_kind == SPEND
-    is_fee = JournalLine.account_kind == FEES
-    is_debit = JournalLine.side == Side.DEBIT.value
-    zero = cast(literal(0), numeric)
-    bucket_column = func.date_trunc(size.value, func.timezone("UTC", JournalLine.booked_at)).label("bucket")
-    group_column = getattr(JournalLine, GROUP_COLUMNS[group]).label("grp")
-    statement = (
-        select(
-            bucket_column,
-            group_column,
-            Settlement.asset,
-            func.sum(case((and_(is_spend, is_debit), amount), (is_spend, -amount), else_=zero)),
-            func.sum(case(
-                (and_(is_spend, is_debit, JournalLine.entry_type == EntryType.PAYMENT.value), 1),
-                (and_(is_spend, JournalLine.entry_type == EntryType.REVERSAL.value, ~is_debit), -1),
-                else_=0,
-            )),
-            func.sum(case((and_(is_fee, is_debit), amount), (is_fee, -amount), else_=zero)),
+    repository = LedgerRepository(engine)
+    column = GROUP_COLUMNS[group]
+    if repository.sums_exactly:
+        sums = repository.attribution_sums(column, size.value, start, end, wanted_states)
+        # Sorted here, not by the server, so the order is code-point order whatever the database collation.
+        return sorted(
+            (AttributionRow(bucket=as_utc(moment), group=name, asset=asset, amount=_exact(total),  # type: ignore[arg-type]
+                            count=int(count or 0), fees=_exact(fees))
+             for moment, name, asset, total, count, fees in sums),
+            key=lambda row: (row.bucket, row.group, row.asset),
         )
-        .select_from(JournalLine)
-        .join(Settlement, Settlement.id == JournalLine.settlement_id)
-        .where(*_line_filters(start, end, states))
-        .group_by(bucket_column, group_column, Settlement.asset)
-    )
-    with engine.begin() as connection:
-        # JIT compilation costs more (~0.5 s) than it saves on this one-pass aggregate.
-        connection.execute(text("SET LOCAL jit = off"))
-        rows = connection.execute(statement).all()
-    # Sorted here, not by the server, so the order is code-point order whatever the database collation.
-    return sorted(
-        (
-            AttributionRow(
-                bucket=moment.replace(tzinfo=UTC), group=name, asset=asset, amount=_exact(total),
-                count=int(count or 0), fees=_exact(fees),
-            )
-            for moment, name, asset, total, count, fees in rows
-        ),
-        key=lambda row: (row.bucket, row.group, row.asset),
-    )
+    return _add_up(repository.attribution_lines(column, start, end, wanted_states), size)
 
 
 def _exact(value: Decimal | int | None) -> int:
@@ -217,41 +159,23 @@ def _exact(value: Decimal | int | None) -> int:
     return int(value)
 
 
-def _attribution_streamed(
-    engine: Engine, group: GroupBy, size: Bucket, start: datetime | None, end: datetime | None,
-    states: Sequence[SettlementState] | None,
-) -> list[AttributionRow]:
-    statement = (
-        select(
-            JournalLine.booked_at,
-            getattr(JournalLine, GROUP_COLUMNS[group]),
-            Settlement.asset,
-            JournalLine.account_kind,
-            JournalLine.side,
-            JournalLine.entry_type,
-            JournalLine.amount,
-        )
-        .select_from(JournalLine)
-        .join(Settlement, Settlement.id == JournalLine.settlement_id)
-        .where(*_line_filters(start, end, states))
-    )
+def _add_up(lines: Iterable[tuple[datetime, str, str, str, str, str, int]], size: Bucket) -> list[AttributionRow]:
+    """Totals per (bucket, group, asset) of journal lines, added exactly in Python (for SQLite)."""
     totals: dict[tuple[datetime, str, str], list[int]] = {}
-    with engine.connect() as connection:
-        result = connection.execution_options(stream_results=True, yield_per=_STREAM_BATCH).execute(statement)
-        for booked_at, name, asset, kind, side, entry_type, value in result:
-            key = (truncate(booked_at, size), name, asset)
-            entry = totals.get(key)
-            if entry is None:
-                entry = totals[key] = [0, 0, 0]
-            signed = value if side == Side.DEBIT.value else -value
-            if kind == SPEND:
-                entry[0] += signed
-                if entry_type == EntryType.PAYMENT.value and side == Side.DEBIT.value:
-                    entry[1] += 1
-                elif entry_type == EntryType.REVERSAL.value and side == Side.CREDIT.value:
-                    entry[1] -= 1
-            else:
-                entry[2] += signed
+    for booked_at, name, asset, kind, side, entry_type, value in lines:
+        key = (truncate(booked_at, size), name, asset)
+        entry = totals.get(key)
+        if entry is None:
+            entry = totals[key] = [0, 0, 0]
+        signed = value if side == Side.DEBIT.value else -value
+        if kind == SPEND:
+            entry[0] += signed
+            if entry_type == EntryType.PAYMENT.value and side == Side.DEBIT.value:
+                entry[1] += 1
+            elif entry_type == EntryType.REVERSAL.value and side == Side.CREDIT.value:
+                entry[1] -= 1
+        else:
+            entry[2] += signed
     return [
         AttributionRow(bucket=key[0], group=key[1], asset=key[2], amount=entry[0], count=entry[1], fees=entry[2])
         for key, entry in sorted(totals.items())

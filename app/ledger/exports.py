@@ -21,7 +21,6 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
 from app.config import NetworkConfig, Settings, known_networks
@@ -37,8 +36,8 @@ from app.ledger.attribution import (
     parse_group_by,
     parse_states,
 )
-from app.ledger.models import NATIVE_ASSET, JournalLine
-from app.settlement.models import Settlement, SettlementState
+from app.ledger.repository import LedgerRepository
+from app.settlement.models import NATIVE_ASSET, SettlementState
 
 EXPORT_SCHEMA_VERSION = "1"
 NATIVE_DECIMALS = 18
@@ -177,35 +176,12 @@ def format_units(atomic: int, decimals: int) -> str:
 # -- reading --------------------------------------------------------------------------------------
 
 
-def _journal_statement(start: datetime | None, end: datetime | None, states: Sequence[SettlementState] | None):  # type: ignore[no-untyped-def]
-    statement = (
-        select(
-            JournalLine.id, JournalLine.settlement_id, JournalLine.booked_at, JournalLine.entry_type,
-            JournalLine.account, JournalLine.account_kind, JournalLine.side, JournalLine.amount,
-            JournalLine.asset, JournalLine.network, JournalLine.agent_id, JournalLine.team,
-            JournalLine.cost_center, JournalLine.capability_id, JournalLine.provider,
-            Settlement.tx_hash, Settlement.payer, Settlement.payee, JournalLine.reverses_id,
-        )
-        .select_from(JournalLine)
-        .join(Settlement, Settlement.id == JournalLine.settlement_id)
-    )
-    if start is not None:
-        statement = statement.where(JournalLine.booked_at >= start)
-    if end is not None:
-        statement = statement.where(JournalLine.booked_at < end)
-    if states:
-        statement = statement.where(Settlement.state.in_([s.value for s in states]))
-    return statement
-
-
 def count_journal_lines(
     engine: Engine, *, start: datetime | None = None, end: datetime | None = None,
     states: Sequence[SettlementState] | None = None,
 ) -> int:
     """How many lines a journal export with these filters writes (for a progress bar)."""
-    inner = _journal_statement(as_utc(start), as_utc(end), states).subquery()
-    with engine.connect() as connection:
-        return int(connection.execute(select(func.count()).select_from(inner)).scalar_one())
+    return LedgerRepository(engine).count_journal_lines(as_utc(start), as_utc(end), states)
 
 
 def journal_rows(
@@ -213,21 +189,19 @@ def journal_rows(
     states: Sequence[SettlementState] | None = None, batch: int = FETCH_ROWS,
 ) -> Iterator[tuple[Any, ...]]:
     """Journal export rows in :data:`JOURNAL_COLUMNS` order, by line id, from a streaming cursor."""
-    statement = _journal_statement(as_utc(start), as_utc(end), states).order_by(JournalLine.id)
     described: dict[tuple[str, str], AssetInfo | None] = {}
-    with engine.connect() as connection:
-        result = connection.execution_options(stream_results=True, yield_per=batch).execute(statement)
-        for (line_id, settlement_id, booked_at, entry_type, account, account_kind, side, amount, asset, network,
-             agent_id, team, cost_center, capability_id, provider, tx_hash, payer, payee, reverses_id) in result:
-            key = (network, asset)
-            info = described[key] if key in described else described.setdefault(
-                key, describe_asset(assets, network, asset))
-            yield (
-                line_id, settlement_id, booked_at, entry_type, account, account_kind, side, str(amount),
-                format_units(amount, info.decimals) if info else "", asset, info.symbol if info else "",
-                network, agent_id, team, cost_center, capability_id, provider, tx_hash or "", payer, payee,
-                reverses_id, EXPORT_SCHEMA_VERSION,
-            )
+    lines = LedgerRepository(engine).journal_lines(as_utc(start), as_utc(end), states, batch)
+    for (line_id, settlement_id, booked_at, entry_type, account, account_kind, side, amount, asset, network,
+         agent_id, team, cost_center, capability_id, provider, tx_hash, payer, payee, reverses_id) in lines:
+        key = (network, asset)
+        info = described[key] if key in described else described.setdefault(
+            key, describe_asset(assets, network, asset))
+        yield (
+            line_id, settlement_id, booked_at, entry_type, account, account_kind, side, str(amount),
+            format_units(amount, info.decimals) if info else "", asset, info.symbol if info else "",
+            network, agent_id, team, cost_center, capability_id, provider, tx_hash or "", payer, payee,
+            reverses_id, EXPORT_SCHEMA_VERSION,
+        )
 
 
 def rollup_rows(

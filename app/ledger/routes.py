@@ -18,7 +18,7 @@ from app.db.clock import utc_now, wire_time
 from app.errors import BadRequest
 from app.ledger.attribution import AttributionQueryError, attribution, parse_bucket, parse_group_by
 from app.ledger.exports import ExportError, asset_table_from_settings, prepare_export
-from app.ledger.settlements_query import (
+from app.ledger.settlements import (
     DEFAULT_LIMIT,
     SettlementFilters,
     SettlementQuery,

@@ -17,9 +17,8 @@ from sqlmodel import Session
 
 from app.db.clock import utc_now
 from app.db.engine import write_connection, write_session
-from app.ledger.journal import reversal_of, settlement_lines
-from app.ledger.models import JournalLine
-from app.settlement.models import SUCCESS_STATES, Settlement, SettlementState, SignerNonce
+from app.settlement.journal import reversal_of, settlement_lines
+from app.settlement.models import SUCCESS_STATES, JournalLine, Settlement, SettlementState, SignerNonce
 
 
 @dataclass(frozen=True)

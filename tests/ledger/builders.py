@@ -9,8 +9,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from app.ledger.models import JournalLine
-from app.settlement.models import Settlement, SettlementState
+from app.settlement.models import JournalLine, Settlement, SettlementState
 from app.settlement.repository import SettlementRepository
 
 NETWORK = "eip155:84532"

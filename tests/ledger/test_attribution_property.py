@@ -23,7 +23,7 @@ from sqlmodel import Session
 from app.db.engine import make_engine
 from app.db.schema import create_schema
 from app.ledger.attribution import attribution
-from app.ledger.models import JournalLine
+from app.settlement.models import JournalLine
 from tests.ledger.builders import confirm, fail, reverse, settlement
 
 AGENTS = {"a1": "blue", "a2": "blue", "a3": "red", "a4": "green", "a5": "red"}  # agent -> team

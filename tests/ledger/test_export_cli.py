@@ -11,7 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from app.db.schema import create_schema
-from app.ledger.export_cli import export_command
+from app.ledger.cli import export_command
 from tests.ledger.builders import confirm, settlement
 
 HUGE = 2**255

@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from app.db.schema import create_schema
-from app.ledger.settlements_query import (
+from app.ledger.settlements import (
     MAX_LIMIT,
     SettlementFilters,
     SettlementQuery,

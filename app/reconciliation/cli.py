@@ -17,7 +17,7 @@ from app.chain.rpc import RpcClient
 from app.config import ConfigError, Settings
 from app.db.engine import make_engine
 from app.errors import ServiceError
-from app.ledger.reconcile import BlockTag, ReconciliationReport, reconcile
+from app.reconciliation.service import BlockTag, ReconciliationReport, reconcile
 
 EXIT_CLEAN = 0
 EXIT_DISCREPANCIES = 1

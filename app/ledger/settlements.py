@@ -1,4 +1,4 @@
-"""Finance's read of settlements: filters and cursor pagination (the only SQL for this read).
+"""Finance's read of settlements: filters and cursor pagination (the SQL is the ledger repository's).
 
 The cursor is opaque to callers: URL-safe base64 of the last id returned. Pages are ordered by id,
 so rows inserted while a caller pages through appear at the end and no row is seen twice.
@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from app.db.clock import as_utc, wire_time
+from app.ledger.repository import LedgerRepository
 from app.settlement.models import Settlement, SettlementState
 from app.validation import FieldError, validate_address
 
@@ -98,27 +97,14 @@ class SettlementQuery:
             raise SettlementQueryError(f"limit must be between 1 and {MAX_LIMIT}; got {limit}")
         after = decode_cursor(cursor) if cursor else None
         filters = normalize_filters(filters)
-        statement = select(Settlement)
-        for column, value in (
-            (Settlement.agent_id, filters.agent_id),
-            (Settlement.team, filters.team),
-            (Settlement.capability_id, filters.capability_id),
-            (Settlement.provider, filters.provider),
-            (Settlement.state, filters.state),
-            (Settlement.network, filters.network),
-            (Settlement.payer, filters.payer),
-        ):
-            if value is not None:
-                statement = statement.where(column == value)
-        if filters.created_from is not None:
-            statement = statement.where(Settlement.created_at >= filters.created_from)
-        if filters.created_to is not None:
-            statement = statement.where(Settlement.created_at < filters.created_to)
-        if after is not None:
-            statement = statement.where(Settlement.id > after)
-        statement = statement.order_by(Settlement.id).limit(limit + 1)
-        with Session(self._engine) as session:
-            rows = list(session.exec(statement).scalars())
+        equal = {
+            "agent_id": filters.agent_id, "team": filters.team, "capability_id": filters.capability_id,
+            "provider": filters.provider, "state": filters.state, "network": filters.network, "payer": filters.payer,
+        }
+        rows = LedgerRepository(self._engine).settlements_page(
+            {column: value for column, value in equal.items() if value is not None},
+            filters.created_from, filters.created_to, after, limit + 1,
+        )
         more = len(rows) > limit
         rows = rows[:limit]
         next_cursor = encode_cursor(rows[-1].id) if more and rows[-1].id is not None else None

@@ -11,7 +11,7 @@ from app.access.dependencies import Principal, require_scope
 from app.access.models import Scope
 from app.context import ServiceContext, get_context
 from app.errors import BadRequest
-from app.ledger.reconcile import reconcile
+from app.reconciliation.service import reconcile
 
 router = APIRouter(prefix="/ledger", tags=["ledger"])
 

@@ -10,8 +10,7 @@ A reversal copies a line with the side swapped and points at it.
 from __future__ import annotations
 
 from app.db.clock import utc_now
-from app.ledger.models import NATIVE_ASSET, EntryType, JournalLine, Side
-from app.settlement.models import Settlement
+from app.settlement.models import NATIVE_ASSET, EntryType, JournalLine, Settlement, Side
 
 
 def _line(settlement: Settlement, *, entry_type: EntryType, account: str, account_kind: str, side: Side,

@@ -30,11 +30,10 @@ from app.chain.eip3009 import transfer_with_authorization_calldata
 from app.chain.logs import AuthorizationUsedEvent, TransferEvent, fetch_token_events
 from app.chain.rpc import RpcClient
 from app.config import Settings
-from app.ledger.models import JournalLine
-from app.ledger.reconcile_cli import reconcile_command
-from app.ledger.reconcile_routes import router as reconcile_router
 from app.main import create_app
-from app.settlement.models import Settlement, SettlementState
+from app.reconciliation.cli import reconcile_command
+from app.reconciliation.routes import router as reconcile_router
+from app.settlement.models import JournalLine, Settlement, SettlementState
 from tests.support.eip3009 import sign_transfer_authorization
 from tests.support.payments import BASE_SEPOLIA, USDC, paid_body, sign_exact
 

@@ -52,7 +52,7 @@ from app.chain.logs import (
 from app.chain.rpc import RpcClient, RpcError, RpcUnavailable
 from app.config import AssetConfig, NetworkConfig
 from app.errors import BadRequest, ServiceUnavailable
-from app.ledger.reconcile_repository import ReconcileRepository
+from app.reconciliation.repository import ReconcileRepository
 from app.settlement.models import SUCCESS_STATES, Settlement, SettlementState
 
 BlockTag = int | Literal["latest"]

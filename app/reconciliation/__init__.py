@@ -1,0 +1,1 @@
+"""Reconciliation: the ledger and the journal against the chain."""
