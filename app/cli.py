@@ -21,7 +21,7 @@ from app.config import ConfigError, Settings
 from app.main import create_app
 
 if TYPE_CHECKING:
-    from app.chain.deploy import DevDeployment
+    from app.dev.deploy import DevDeployment
 
 
 class LazyCommands(TyperGroup):
@@ -101,11 +101,11 @@ def dev(
     """The whole product on one machine: dev chain + USDC, the service, a paying agent fleet, attribution."""
     from rich.console import Console
 
-    from app.chain.deploy import setup_dev_chain
-    from app.chain.devchain import DevChainError, free_port, start_anvil
     from app.db.engine import make_engine
-    from app.demo import background_server, run_demo
-    from app.gateway.examples import translation_upstream
+    from app.dev.demo import background_server, run_demo
+    from app.dev.deploy import setup_dev_chain
+    from app.dev.devchain import DevChainError, free_port, start_anvil
+    from app.dev.examples import translation_upstream
 
     console = Console(highlight=False)
     try:

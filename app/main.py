@@ -14,7 +14,6 @@ from app.context import ServiceContext
 from app.errors import install_error_handlers
 from app.facilitator.routes import router as facilitator_router
 from app.gateway.discovery import router as discovery_router
-from app.gateway.examples import router as examples_router
 from app.gateway.paywall import install_paywall
 from app.gateway.proxy import router as proxy_router
 from app.ledger.routes import router as ledger_router
@@ -72,6 +71,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(ledger_router)
     app.include_router(proxy_router)
     app.include_router(discovery_router)
-    if settings.example_routes:
+    if settings.example_routes:  # the dev stack's paid examples; production never imports app.dev
+        from app.dev.examples import router as examples_router
+
         app.include_router(examples_router)
     return app

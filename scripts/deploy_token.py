@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from eth_account import Account
 from web3 import Web3
 
-from app.chain.deploy import BASE_SEPOLIA_USDC, deploy_token, mint, place_token_at
+from app.dev.deploy import BASE_SEPOLIA_USDC, deploy_token, mint, place_token_at
 
 KEY_ENV = "X402_DEPLOYER_KEY"
 

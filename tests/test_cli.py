@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from app.chain.devchain import free_port
+from app.dev.devchain import free_port
 
 X402_SETTLE = Path(sys.executable).with_name("x402-settle")
 
@@ -100,6 +100,16 @@ def test_the_serving_process_does_not_load_what_only_operator_commands_or_tests_
     # app/chain/keys.py, app/chain/abi.py, app/db/engine.py, app/gateway/proxy.py).
     probe = ("import sys, app.cli; print(' '.join(sorted({m.split('.')[0] for m in sys.modules} & "
              "{'rich', 'yaml', 'alembic', 'eth_account', 'eth_abi', 'eth_utils', 'httpx', 'web3', 'pyarrow'})))")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.split() == []
+
+
+def test_the_serving_process_never_imports_the_dev_package(tmp_path):
+    # app/dev holds the dev chain, the demo and example routes: production serves without any of it.
+    probe = ("import sys, app.cli; from app.config import Settings; from app.main import create_app; "
+             f"create_app(Settings(data_dir={str(tmp_path)!r})); "
+             "print(' '.join(sorted(m for m in sys.modules if m == 'app.dev' or m.startswith('app.dev.'))))")
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60)
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.split() == []

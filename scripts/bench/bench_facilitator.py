@@ -30,8 +30,8 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from app.chain.deploy import mint, setup_dev_chain  # noqa: E402
-from app.chain.devchain import free_port, start_anvil  # noqa: E402
+from app.dev.deploy import mint, setup_dev_chain  # noqa: E402
+from app.dev.devchain import free_port, start_anvil  # noqa: E402
 from tests.support.payments import paid_body  # noqa: E402
 
 BASE_SEPOLIA = "eip155:84532"

@@ -6,8 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from app.chain.devchain import DevChain
 from app.chain.rpc import RpcClient
+from app.dev.devchain import DevChain
 
 
 @pytest.fixture

@@ -10,8 +10,6 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
 
-from app.chain.deploy import send_transaction
-from app.chain.devchain import DevChain
 from app.chain.eip3009 import (
     SIMULATION_FAILED,
     TRANSFER_TOPIC,
@@ -24,6 +22,8 @@ from app.chain.eip3009 import (
 )
 from app.chain.rpc import RpcClient
 from app.chain.signatures import ERC6492_MAGIC, SECP256K1_N, SignatureError, wrap_erc6492
+from app.dev.deploy import send_transaction
+from app.dev.devchain import DevChain
 from tests.support.eip3009 import SignedAuthorization, sign_transfer_authorization
 
 pytestmark = [pytest.mark.chain]

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
-from app.chain.devchain import DevChain
 from app.chain.keys import HotWallet
 from app.chain.receipts import ReceiptWatcher
 from app.chain.rpc import RpcClient
 from app.chain.sender import FeePolicy, broadcast, pending_nonce, sign_transaction, suggest_fees
+from app.dev.devchain import DevChain
 
 pytestmark = [pytest.mark.chain]
 

@@ -10,7 +10,6 @@ from eth_account import Account
 from web3 import Web3
 from web3.contract import Contract
 
-from app.chain.devchain import DevChain
 from app.chain.eip3009 import find_transfer, transfer_with_authorization_calldata
 from app.chain.keys import HotWallet
 from app.chain.receipts import ReceiptWatcher
@@ -27,6 +26,7 @@ from app.chain.sender import (
     sign_transaction,
     suggest_fees,
 )
+from app.dev.devchain import DevChain
 from tests.support.eip3009 import sign_transfer_authorization
 
 pytestmark = [pytest.mark.chain]

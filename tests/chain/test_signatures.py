@@ -15,9 +15,6 @@ from eth_account.signers.local import LocalAccount
 from eth_utils import to_checksum_address
 from web3 import Web3
 
-from app.chain.contracts import load_artifact
-from app.chain.deploy import deploy_contract
-from app.chain.devchain import DevChain
 from app.chain.rpc import RpcClient
 from app.chain.signatures import (
     ERC6492_MAGIC,
@@ -31,6 +28,9 @@ from app.chain.signatures import (
     verify_signature,
     wrap_erc6492,
 )
+from app.dev.contracts import load_artifact
+from app.dev.deploy import deploy_contract
+from app.dev.devchain import DevChain
 from tests.support.eip3009 import SignedAuthorization, sign_transfer_authorization
 
 CHAIN_ID = 84532

@@ -20,9 +20,9 @@ from web3.exceptions import ContractLogicError
 from web3.logs import DISCARD
 from web3.types import TxReceipt
 
-from app.chain.contracts import load_artifact
-from app.chain.deploy import BASE_SEPOLIA_USDC, deploy_contract, deploy_token, mint, token_contract
-from app.chain.devchain import DevChain
+from app.dev.contracts import load_artifact
+from app.dev.deploy import BASE_SEPOLIA_USDC, deploy_contract, deploy_token, mint, token_contract
+from app.dev.devchain import DevChain
 from tests.support.eip3009 import SignedAuthorization, sign_cancel_authorization, sign_permit
 from tests.support.eip3009 import sign_transfer_authorization as sign_authorization
 

@@ -8,8 +8,8 @@ import subprocess
 
 import pytest
 
-from app.chain.contracts import ARTIFACTS_DIR, load_artifact
-from app.chain.devchain import PROJECT_ROOT
+from app.dev.contracts import ARTIFACTS_DIR, load_artifact
+from app.dev.devchain import PROJECT_ROOT
 
 CONTRACTS = {"StableCoin": "StableCoin.sol", "SmartWallet": "SmartWallet.sol"}
 

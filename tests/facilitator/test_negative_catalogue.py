@@ -21,7 +21,7 @@ from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
 
-from app.chain.deploy import send_transaction
+from app.dev.deploy import send_transaction
 from app.protocol import ProtocolError, Reason, decode_header
 from tests.support.eip3009 import sign_cancel_authorization, sign_transfer_authorization
 from tests.support.payments import (

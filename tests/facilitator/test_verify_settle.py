@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from app.chain.contracts import load_artifact
-from app.chain.deploy import deploy_contract, mint
 from app.chain.eip3009 import TRANSFER_TOPIC
 from app.chain.signatures import wrap_erc6492
+from app.dev.contracts import load_artifact
+from app.dev.deploy import deploy_contract, mint
 from tests.support.payments import BASE_SEPOLIA, USDC, body_v2, paid_body, requirements_v2, sign_exact
 
 PRICE = 12_345

@@ -10,8 +10,8 @@ from x402.schemas import PaymentRequired as SdkPaymentRequired
 
 from app.db.engine import make_engine
 from app.db.schema import create_schema
-from app.demo import THRIFTY_AGENT, background_server, register_demo_registry, run_fleet
-from app.gateway.examples import translation_upstream
+from app.dev.demo import THRIFTY_AGENT, background_server, register_demo_registry, run_fleet
+from app.dev.examples import translation_upstream
 from app.main import create_app
 from app.protocol import decode_header
 from app.settlement.models import SettlementState

@@ -20,9 +20,9 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from app.chain.devchain import free_port
 from app.db.engine import make_engine
 from app.db.schema import create_schema
+from app.dev.devchain import free_port
 from app.gateway import proxy
 from app.protocol import decode_header
 from app.registry.models import Agent, Capability

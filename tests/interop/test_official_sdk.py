@@ -31,8 +31,8 @@ from x402.mechanisms.evm.exact.v1 import ExactEvmSchemeV1
 from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements, ResourceInfo
 from x402.schemas.v1 import PaymentPayloadV1, PaymentRequiredV1, PaymentRequirementsV1
 
-from app.chain.deploy import DevDeployment
 from app.chain.eip3009 import TRANSFER_TOPIC
+from app.dev.deploy import DevDeployment
 from app.protocol import decode_header
 from tests.support.loopback import WEATHER, SdkWantedToExit, sdk_resource_server
 from tests.support.payments import BASE_SEPOLIA, USDC

@@ -3,8 +3,8 @@
 import pytest
 from fastapi.testclient import TestClient
 
-from app.chain.devchain import free_port
 from app.config import Settings
+from app.dev.devchain import free_port
 from app.main import create_app
 
 BASE_SEPOLIA = "eip155:84532"

@@ -24,12 +24,12 @@ from web3 import Web3
 
 from app.access.models import Scope
 from app.access.repository import ApiKeyRepository
-from app.chain.deploy import DevDeployment, send_transaction, token_contract
-from app.chain.devchain import free_port
 from app.chain.eip3009 import transfer_with_authorization_calldata
 from app.chain.logs import AuthorizationUsedEvent, TransferEvent, fetch_token_events
 from app.chain.rpc import RpcClient
 from app.config import Settings
+from app.dev.deploy import DevDeployment, send_transaction, token_contract
+from app.dev.devchain import free_port
 from app.main import create_app
 from app.reconciliation.cli import reconcile_command
 from app.reconciliation.routes import router as reconcile_router

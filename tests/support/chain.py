@@ -13,8 +13,8 @@ import pytest
 from web3 import Web3
 from web3.contract import Contract
 
-from app.chain.deploy import DevDeployment, setup_dev_chain, token_contract
-from app.chain.devchain import DevChain, start_anvil
+from app.dev.deploy import DevDeployment, setup_dev_chain, token_contract
+from app.dev.devchain import DevChain, start_anvil
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,8 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from web3.contract import Contract
 
-from app.chain.deploy import DevDeployment
 from app.config import Settings
+from app.dev.deploy import DevDeployment
 from tests.support.payments import BASE_SEPOLIA
 
 

@@ -26,8 +26,8 @@ from x402.http.middleware.fastapi import payment_middleware
 from x402.http.types import PaymentOption, RouteConfig
 from x402.mechanisms.evm.exact import ExactEvmServerScheme
 
-from app.chain.deploy import DevDeployment
 from app.config import Settings
+from app.dev.deploy import DevDeployment
 from app.main import create_app
 from tests.support.payments import BASE_SEPOLIA
 from tests.support.servers import serve

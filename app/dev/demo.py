@@ -24,12 +24,12 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy.engine import Engine
 
-from app.chain.deploy import DevDeployment
-from app.chain.devchain import free_port
 from app.client.policy import ClientPaymentError, PolicyViolation, SpendPolicy
 from app.client.signer import PaymentSigner
 from app.client.transport import async_paying_client, receipt_of
 from app.config import Settings
+from app.dev.deploy import DevDeployment
+from app.dev.devchain import free_port
 from app.ledger.attribution import attribution
 from app.ledger.exports import asset_table_from_settings, format_units, stream_export
 from app.registry.models import Agent, Capability

@@ -12,7 +12,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from app.chain.devchain import PROJECT_ROOT
+from app.dev.devchain import PROJECT_ROOT
 
 ARTIFACTS_DIR = PROJECT_ROOT / "contracts_abi"
 

@@ -19,8 +19,8 @@ from web3 import Web3
 from web3.contract import Contract
 from web3.types import TxParams, TxReceipt
 
-from app.chain.contracts import ContractArtifact, load_artifact
-from app.chain.devchain import DevChain, DevWallets
+from app.dev.contracts import ContractArtifact, load_artifact
+from app.dev.devchain import DevChain, DevWallets
 
 BASE_SEPOLIA_USDC: ChecksumAddress = Web3.to_checksum_address("0x036CbD53842c5426634e7929541eC2318f3dCF7e")
 TOKEN_ARTIFACT = "StableCoin"
