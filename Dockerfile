@@ -2,9 +2,14 @@
 # engine there): see the README.
 FROM python:3.11-slim AS build
 WORKDIR /src
+# Dependencies first, exactly as requirements.lock pins them (hash-checked; scripts/lock regenerates
+# it), in their own layer so a change to app/ alone reuses it. The lock carries setuptools and
+# wheel, so the project then builds without fetching anything more.
+COPY requirements.lock ./
+RUN python -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir --require-hashes -r requirements.lock
 COPY pyproject.toml README.md ./
 COPY app ./app
-RUN python -m venv /opt/venv && /opt/venv/bin/pip install --no-cache-dir .
+RUN /opt/venv/bin/pip install --no-cache-dir --no-deps --no-build-isolation .
 
 FROM python:3.11-slim
 RUN useradd --create-home --uid 10001 x402
