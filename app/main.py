@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,7 +9,6 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from app.config import Settings
-from app.context import ServiceContext
 from app.errors import install_error_handlers
 from app.facilitator.routes import router as facilitator_router
 from app.gateway.discovery import router as discovery_router
@@ -20,18 +18,9 @@ from app.ledger.routes import router as ledger_router
 from app.observability.routes import router as health_router
 from app.reconciliation.routes import router as reconcile_router
 from app.registry.routes import router as registry_router
+from app.wiring import Service
 
 log = logging.getLogger(__name__)
-
-
-async def _resume_settlements(context: ServiceContext) -> None:
-    try:
-        count = await context.facilitator_service.resume_unfinished()
-    except Exception:  # the service keeps serving; a retried /settle resumes its own row
-        log.exception("resuming unfinished settlements failed")
-        return
-    if count:
-        log.info("resumed %d unfinished settlements", count)
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -40,21 +29,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        context = ServiceContext.build(settings)
-        app.state.context = context
-        # Settlements a previous run left open are finished in the background, not before serving.
-        background = [asyncio.create_task(_resume_settlements(context), name="resume-settlements")]
-        app.state.resume_settlements = background[0]
-        if settings.finality_poll_seconds > 0:
-            background.append(asyncio.create_task(
-                context.finality_watcher.run_forever(settings.finality_poll_seconds), name="finality"))
+        service = Service.build(settings)
+        app.state.service = service
+        service.start_background()
         try:
             yield
         finally:
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
-            await context.close()
+            await service.close()
 
     app = FastAPI(
         title="x402 settlement service",
@@ -63,7 +44,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
-    install_paywall(app, lambda scope: scope["app"].state.context.payment_gate)
+    install_paywall(app, lambda scope: scope["app"].state.service.payment_gate)
     app.include_router(health_router)
     app.include_router(facilitator_router)
     app.include_router(registry_router)

@@ -12,7 +12,8 @@ from starlette.concurrency import run_in_threadpool
 from app.access.keys import hash_key
 from app.access.models import Scope
 from app.access.repository import ApiKeyRepository
-from app.context import ServiceContext, get_context
+from app.config import Settings
+from app.deps import get_api_keys, get_settings
 from app.errors import Forbidden, Unauthorized
 
 
@@ -31,11 +32,11 @@ def bearer_key(request: Request) -> str | None:
     return key.strip() if scheme.lower() == "bearer" and key.strip() else None
 
 
-async def authenticate(request: Request, context: ServiceContext = Depends(get_context)) -> Principal:
+async def authenticate(request: Request, api_keys: ApiKeyRepository = Depends(get_api_keys)) -> Principal:
     key = bearer_key(request)
     if key is None:
         raise Unauthorized("an API key is required: send 'Authorization: Bearer <key>'")
-    row = await run_in_threadpool(ApiKeyRepository(context.engine).active_by_key, key)
+    row = await run_in_threadpool(api_keys.active_by_key, key)
     if row is None:
         raise Unauthorized("the API key is not valid or has been revoked")
     return Principal(name=row.name, scopes=frozenset(Scope(s) for s in row.scopes), provider_team=row.provider_team)
@@ -53,13 +54,16 @@ def require_scope(*scopes: Scope) -> Callable[..., Awaitable[Principal]]:
     return dependency
 
 
-async def require_facilitator_caller(request: Request, context: ServiceContext = Depends(get_context)) -> None:
+async def require_facilitator_caller(
+    request: Request,
+    settings: Settings = Depends(get_settings),
+    api_keys: ApiKeyRepository = Depends(get_api_keys),
+) -> None:
     """Bearer-key check for /verify and /settle, when enabled (production).
 
     A key passes when its SHA-256 digest is in ``X402_FACILITATOR_API_KEY_HASHES`` (no database
     round trip: the hot path) or when it is an unrevoked API key with the facilitator (or admin) scope.
     """
-    settings = context.settings
     if not settings.facilitator_require_api_key and not settings.facilitator_api_key_hashes:
         return
     key = bearer_key(request)
@@ -68,7 +72,7 @@ async def require_facilitator_caller(request: Request, context: ServiceContext =
     digest = hash_key(key)
     if any(hmac.compare_digest(digest, candidate.lower()) for candidate in settings.facilitator_api_key_hashes):
         return
-    row = await run_in_threadpool(ApiKeyRepository(context.engine).active_by_key, key)
+    row = await run_in_threadpool(api_keys.active_by_key, key)
     if row is None:
         raise Unauthorized("the API key is not valid or has been revoked")
     if not {Scope.FACILITATOR.value, Scope.ADMIN.value} & set(row.scopes):

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from app.access.dependencies import require_facilitator_caller
-from app.context import ServiceContext, get_context
+from app.deps import get_facilitator
 from app.errors import BadRequest, PayloadTooLarge
 from app.facilitator.service import Facilitator
 from app.protocol import (
@@ -27,10 +27,6 @@ from app.protocol import (
 )
 
 router = APIRouter(tags=["facilitator"])
-
-
-async def get_facilitator(context: ServiceContext = Depends(get_context)) -> Facilitator:
-    return context.facilitator_service
 
 
 async def _read_body(request: Request) -> dict[str, Any]:

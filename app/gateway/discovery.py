@@ -23,13 +23,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from starlette.concurrency import run_in_threadpool
 
-from app.context import ServiceContext, get_context
+from app.config import NetworkConfig
 from app.db.clock import wire_time
+from app.deps import get_networks, get_registry
 from app.errors import BadRequest
 from app.gateway.offers import Offer, OfferError, make_offer
 from app.protocol import ProtocolError, normalize_network
 from app.registry.models import Capability, CapabilityStatus
-from app.registry.repository import RegistryRepository
+from app.registry.service import RegistryService
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -92,7 +93,8 @@ def _pay_to_filter(value: str | None) -> str | None:
 @router.get("/discovery/resources", summary="Paid capabilities in the x402 bazaar discovery shape")
 async def list_resources(
     request: Request,
-    context: Annotated[ServiceContext, Depends(get_context)],
+    registry: Annotated[RegistryService, Depends(get_registry)],
+    networks: Annotated[dict[str, NetworkConfig], Depends(get_networks)],
     resource_type: Annotated[str | None, Query(alias="type", max_length=32)] = None,
     pay_to: Annotated[str | None, Query(alias="payTo", max_length=42)] = None,
     network: Annotated[str | None, Query(max_length=64)] = None,
@@ -103,7 +105,7 @@ async def list_resources(
 ) -> dict[str, Any]:
     wanted_network = _network_filter(network)
     wanted_pay_to = _pay_to_filter(pay_to)
-    capabilities = await run_in_threadpool(RegistryRepository(context.engine).list_capabilities,
+    capabilities = await run_in_threadpool(registry.list_capabilities,
                                            status=CapabilityStatus.APPROVED)
     base = str(request.base_url)
     items = []
@@ -112,7 +114,7 @@ async def list_resources(
         if url is None:
             continue
         try:
-            offer = make_offer(capability, url, context.networks)
+            offer = make_offer(capability, url, networks)
         except OfferError:
             continue  # not payable here (network not enabled, asset not configured)
         if resource_type is not None and resource_type != RESOURCE_TYPE:

@@ -271,9 +271,7 @@ def require_payment(capability_id: str) -> Callable[[Request], Awaitable[Admitte
     async def dependency(request: Request) -> AdmittedPayment:
         if not request.scope.get(RESPONDER_KEY):
             raise RuntimeError("require_payment needs PaymentMiddleware installed on the app to settle payments")
-        gate: PaymentGate = request.app.state.payment_gate if hasattr(request.app.state, "payment_gate") else (
-            request.app.state.context.payment_gate
-        )
+        gate = request.app.state.x402_gate(request.scope)
         payment = await gate.admit(capability_id, str(request.url),
                                    {k.lower(): v for k, v in request.headers.items()})
         request.scope[SCOPE_KEY] = payment
@@ -306,5 +304,4 @@ def install_paywall(app: Any, gate: PaymentGate | GateResolver, routes: dict[Rou
     resolver: GateResolver = gate if callable(gate) and not isinstance(gate, PaymentGate) else (lambda _scope: gate)
     app.add_middleware(PaymentMiddleware, gate=resolver, routes=routes)
     app.add_exception_handler(GatewayRefusal, refusal_response_handler())
-    if isinstance(gate, PaymentGate):
-        app.state.payment_gate = gate
+    app.state.x402_gate = resolver  # how require_payment finds the gate

@@ -18,7 +18,7 @@ A provider in any language adopts x402 with no code change: it registers its cap
   status any more: the connection is aborted so the caller sees a truncated body, not a clean end.
 
 The upstream HTTP client is one ``aiohttp.ClientSession`` per app, created on first use and stored on
-``app.state`` (the ``ServiceContext`` is built elsewhere and does not know about it); this router's
+``app.state`` (the ``Service`` in ``app.wiring`` is built elsewhere and does not know about it); this router's
 lifespan, merged into the app's by ``include_router``, closes it on shutdown. aiohttp rather than
 httpx because the JSON-RPC client already uses it: one HTTP stack in the serving process instead of
 two (httpx also imports rich for its command line, about 7 MB of resident memory between them). The
@@ -39,7 +39,7 @@ from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
-from app.context import ServiceContext
+from app.deps import get_payment_gate, get_registry
 from app.errors import BadRequest, NotFound, ServiceError
 from app.gateway.paywall import (
     PAYMENT_REQUIRED,
@@ -50,9 +50,10 @@ from app.gateway.paywall import (
     X_PAYMENT,
     X_PAYMENT_RESPONSE,
     AdmittedPayment,
+    PaymentGate,
 )
 from app.registry.models import Capability
-from app.registry.repository import RegistryRepository
+from app.registry.service import RegistryService
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +132,12 @@ def _timeout() -> aiohttp.ClientTimeout:
                                  sock_connect=CONNECT_TIMEOUT_SECONDS, sock_read=READ_TIMEOUT_SECONDS)
 
 
-async def proxied_capability(request: Request, capability_id: str) -> Capability:
+async def proxied_capability(
+    request: Request,
+    capability_id: str,
+    registry: RegistryService = Depends(get_registry),
+    gate: PaymentGate = Depends(get_payment_gate),
+) -> Capability:
     """The capability behind ``/cap/{capability_id}``, paid for by this request.
 
     A path with dot segments (which could climb out of the upstream's base path) is a 400, and a
@@ -144,15 +150,14 @@ async def proxied_capability(request: Request, capability_id: str) -> Capability
     path = request.path_params.get("path")
     if path is not None and any(segment in (".", "..") for segment in path.split("/")):
         raise BadRequest("the path may not contain '.' or '..' segments", reason="invalid_path")
-    context: ServiceContext = request.app.state.context
-    capability = await run_in_threadpool(RegistryRepository(context.engine).capability, capability_id)
+    capability = await run_in_threadpool(registry.capability, capability_id)
     if capability is None:
         raise NotFound(f"no capability {capability_id!r}", reason="capability_not_found")
     if not capability.upstream_url:
         raise NotFound(f"capability {capability_id!r} has no upstream URL, so it is not served through /cap/; "
                        "call it at its own route" + (f" ({capability.route})" if capability.route else ""),
                        reason="capability_not_proxied")
-    payment = await context.payment_gate.admit(capability_id, str(request.url),
+    payment = await gate.admit(capability_id, str(request.url),
                                                {k.lower(): v for k, v in request.headers.items()})
     request.scope[SCOPE_KEY] = payment
     request.scope.setdefault("state", {})["x402"] = payment

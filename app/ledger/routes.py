@@ -10,11 +10,13 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
+from sqlalchemy.engine import Engine
 
 from app.access.dependencies import require_scope
 from app.access.models import Scope
-from app.context import ServiceContext, get_context
+from app.config import Settings
 from app.db.clock import utc_now, wire_time
+from app.deps import get_engine, get_settings
 from app.errors import BadRequest
 from app.ledger.attribution import AttributionQueryError, attribution, parse_bucket, parse_group_by
 from app.ledger.exports import ExportError, asset_table_from_settings, prepare_export
@@ -35,7 +37,7 @@ States = Annotated[list[str] | None, Query(alias="state", description="settlemen
 
 @router.get("/attribution")
 def get_attribution(
-    context: Annotated[ServiceContext, Depends(get_context)],
+    engine: Annotated[Engine, Depends(get_engine)],
     group_by: Annotated[str, Query(description="agent | team | cost_center | capability | provider")] = "agent",
     bucket: Annotated[str, Query(description="hour | day | month")] = "day",
     start: From = None,
@@ -46,7 +48,7 @@ def get_attribution(
     try:
         group = parse_group_by(group_by)
         size = parse_bucket(bucket)
-        rows = attribution(context.engine, group_by=group, bucket=size, start=start, end=end, states=state)
+        rows = attribution(engine, group_by=group, bucket=size, start=start, end=end, states=state)
     except AttributionQueryError as error:
         raise BadRequest(str(error)) from None
     return {
@@ -62,7 +64,7 @@ def get_attribution(
 
 @router.get("/settlements")
 def list_settlements(
-    context: Annotated[ServiceContext, Depends(get_context)],
+    engine: Annotated[Engine, Depends(get_engine)],
     agent_id: str | None = None,
     team: str | None = None,
     capability_id: str | None = None,
@@ -79,7 +81,7 @@ def list_settlements(
     filters = SettlementFilters(agent_id=agent_id, team=team, capability_id=capability_id, provider=provider,
                                 state=state, network=network, payer=payer, created_from=start, created_to=end)
     try:
-        page = SettlementQuery(context.engine).page(filters, cursor=cursor, limit=limit)
+        page = SettlementQuery(engine).page(filters, cursor=cursor, limit=limit)
     except SettlementQueryError as error:
         raise BadRequest(str(error)) from None
     return {"items": [settlement_json(item) for item in page.items], "nextCursor": page.next_cursor}
@@ -87,7 +89,7 @@ def list_settlements(
 
 @router.get("/export")
 def export(
-    context: Annotated[ServiceContext, Depends(get_context)],
+    engine: Annotated[Engine, Depends(get_engine)],
     format: Annotated[str, Query(description="csv | jsonl | parquet")] = "csv",
     kind: Annotated[str, Query(description="journal | rollup")] = "journal",
     start: From = None,
@@ -95,10 +97,11 @@ def export(
     group_by: Annotated[str, Query(description="rollup only")] = "agent",
     bucket: Annotated[str, Query(description="rollup only")] = "day",
     state: States = None,
+    settings: Settings = Depends(get_settings),
 ) -> StreamingResponse:
     """A streamed file with the columns documented in docs/export-schema.md."""
     try:
-        request = prepare_export(context.engine, asset_table_from_settings(context.settings), format=format,
+        request = prepare_export(engine, asset_table_from_settings(settings), format=format,
                                  kind=kind, start=start, end=end, group_by=group_by, bucket=bucket, states=state)
     except ExportError as error:
         raise BadRequest(str(error)) from None

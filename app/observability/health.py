@@ -9,35 +9,38 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
+from app.chain.keys import HotWallet
 from app.chain.rpc import RpcClient, RpcError, RpcUnavailable
 from app.chain.token import read_token_metadata
 from app.config import NetworkConfig
-from app.context import ServiceContext
 from app.db.engine import check_database
 
 CHECK_TIMEOUT_SECONDS = 5.0
 
 
-async def check_health(context: ServiceContext) -> tuple[bool, dict[str, Any]]:
+async def check_health(
+    engine: Engine, networks: dict[str, NetworkConfig], rpc: dict[str, RpcClient], signer: HotWallet | None
+) -> tuple[bool, dict[str, Any]]:
     """The health report and whether every part of it is ok."""
-    database, *networks = await asyncio.gather(
-        _database_health(context),
-        *(_network_health(config, context.rpc[network]) for network, config in context.networks.items()),
+    database, *network_reports = await asyncio.gather(
+        _database_health(engine),
+        *(_network_health(config, rpc[network]) for network, config in networks.items()),
     )
-    report_networks = dict(zip(context.networks, networks, strict=True))
-    healthy = database["status"] == "ok" and all(n["status"] == "ok" for n in networks)
+    report_networks = dict(zip(networks, network_reports, strict=True))
+    healthy = database["status"] == "ok" and all(n["status"] == "ok" for n in network_reports)
     report = {"status": "ok" if healthy else "error", "database": database, "networks": report_networks}
-    if context.facilitator is not None:
-        report["facilitator"] = context.facilitator.address
+    if signer is not None:
+        report["facilitator"] = signer.address
     return healthy, report
 
 
-async def _database_health(context: ServiceContext) -> dict[str, Any]:
+async def _database_health(engine: Engine) -> dict[str, Any]:
     try:
         backend = await asyncio.wait_for(
-            run_in_threadpool(check_database, context.engine), CHECK_TIMEOUT_SECONDS
+            run_in_threadpool(check_database, engine), CHECK_TIMEOUT_SECONDS
         )
     except Exception as error:  # any driver failure means "down"; report its kind, not a trace
         return {"status": "error", "error": f"{type(error).__name__}: {_first_line(error)}"}

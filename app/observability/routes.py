@@ -1,15 +1,26 @@
+"""GET /health: the detailed report of the database and each network; 503 when any part is down."""
+
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
+from sqlalchemy.engine import Engine
 
-from app.context import ServiceContext, get_context
+from app.chain.keys import HotWallet
+from app.chain.rpc import RpcClient
+from app.config import NetworkConfig
+from app.deps import get_engine, get_networks, get_rpc_clients, get_signer
 from app.observability.health import check_health
 
 router = APIRouter(tags=["health"])
 
 
 @router.get("/health", summary="Database and chain health; 503 when any part is down")
-async def health(context: ServiceContext = Depends(get_context)) -> JSONResponse:
-    healthy, report = await check_health(context)
+async def health(
+    engine: Engine = Depends(get_engine),
+    networks: dict[str, NetworkConfig] = Depends(get_networks),
+    rpc: dict[str, RpcClient] = Depends(get_rpc_clients),
+    signer: HotWallet | None = Depends(get_signer),
+) -> JSONResponse:
+    healthy, report = await check_health(engine, networks, rpc, signer)
     return JSONResponse(report, status_code=200 if healthy else 503)

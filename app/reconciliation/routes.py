@@ -6,10 +6,14 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy.engine import Engine
 
 from app.access.dependencies import Principal, require_scope
 from app.access.models import Scope
-from app.context import ServiceContext, get_context
+from app.chain.keys import HotWallet
+from app.chain.rpc import RpcClient
+from app.config import NetworkConfig
+from app.deps import get_engine, get_networks, get_rpc_clients, get_signer
 from app.errors import BadRequest
 from app.reconciliation.service import reconcile
 
@@ -42,7 +46,10 @@ def _parse(body: Any) -> ReconcileRequest:
 async def reconcile_ledger(
     request: Request,
     _principal: Principal = Depends(require_scope(Scope.FINANCE)),
-    context: ServiceContext = Depends(get_context),
+    engine: Engine = Depends(get_engine),
+    rpc: dict[str, RpcClient] = Depends(get_rpc_clients),
+    networks: dict[str, NetworkConfig] = Depends(get_networks),
+    signer: HotWallet | None = Depends(get_signer),
 ) -> dict[str, Any]:
     """Report every difference between our settlements and the token's on-chain events in the range."""
     try:
@@ -50,9 +57,9 @@ async def reconcile_ledger(
     except ValueError:
         raise BadRequest("the body must be JSON") from None
     parsed = _parse(body)
-    configured = {context.facilitator.address} if context.facilitator is not None else set()
+    configured = {signer.address} if signer is not None else set()
     report = await reconcile(
-        context.engine, context.rpc, context.networks, configured,
+        engine, rpc, networks, configured,
         network=parsed.network, from_block=parsed.from_block, to_block=parsed.to_block,
     )
     return report.to_dict()

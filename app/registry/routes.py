@@ -14,10 +14,9 @@ from starlette.concurrency import run_in_threadpool
 
 from app.access.dependencies import Principal, authenticate, require_scope
 from app.access.models import Scope
-from app.config import known_networks
-from app.context import ServiceContext, get_context
+from app.config import Settings, known_networks
+from app.deps import get_registry, get_settings
 from app.errors import BadRequest
-from app.registry.repository import RegistryRepository
 from app.registry.schemas import agent_to_json, capability_to_json
 from app.registry.service import RegistryService, RegistryWriter
 from app.registry.validation import validate_agent, validate_capability, validate_status
@@ -30,19 +29,15 @@ def _writer(principal: Principal) -> RegistryWriter:
                           provider_team=principal.provider_team)
 
 
-def _service(context: ServiceContext) -> RegistryService:
-    return RegistryService(RegistryRepository(context.engine))
-
-
 @router.get("/capabilities", summary="Capabilities in the registry (any valid key)")
 async def list_capabilities(
     status: str | None = Query(default=None, description="approved, pending or suspended"),
     provider_team: str | None = Query(default=None, alias="providerTeam"),
     _principal: Principal = Depends(authenticate),
-    context: ServiceContext = Depends(get_context),
+    registry: RegistryService = Depends(get_registry),
 ) -> list[dict[str, Any]]:
     wanted = validate_status(status) if status is not None else None
-    rows = await run_in_threadpool(_service(context).list_capabilities, status=wanted, provider_team=provider_team)
+    rows = await run_in_threadpool(registry.list_capabilities, status=wanted, provider_team=provider_team)
     return [capability_to_json(row) for row in rows]
 
 
@@ -56,7 +51,8 @@ async def put_capability(
         "status": "approved",
     }]),
     principal: Principal = Depends(require_scope(Scope.ADMIN, Scope.PROVIDER)),
-    context: ServiceContext = Depends(get_context),
+    registry: RegistryService = Depends(get_registry),
+    settings: Settings = Depends(get_settings),
 ) -> dict[str, Any]:
     """A whole replace: fields not given take their defaults (method GET, mimeType application/json,
     status pending); the creation time is kept. 201 when created, 200 when replaced."""
@@ -64,9 +60,9 @@ async def put_capability(
     writer.team_limit()  # a provider key without a team is refused before its body is read
     if "id" in body and body["id"] != capability_id:
         raise BadRequest(f"id: the body names {body['id']!r}, the path {capability_id!r}")
-    networks = known_networks(context.settings.networks_file)
+    networks = known_networks(settings.networks_file)
     capability = validate_capability({**body, "id": capability_id}, networks=networks)
-    row, created = await run_in_threadpool(_service(context).put_capability, capability, writer)
+    row, created = await run_in_threadpool(registry.put_capability, capability, writer)
     response.status_code = 201 if created else 200
     return capability_to_json(row)
 
@@ -76,7 +72,7 @@ async def set_capability_status(
     capability_id: str,
     body: dict[str, Any] = Body(..., examples=[{"status": "suspended"}]),
     principal: Principal = Depends(require_scope(Scope.ADMIN, Scope.PROVIDER)),
-    context: ServiceContext = Depends(get_context),
+    registry: RegistryService = Depends(get_registry),
 ) -> dict[str, Any]:
     writer = _writer(principal)
     writer.team_limit()
@@ -84,16 +80,16 @@ async def set_capability_status(
     if unknown:
         raise BadRequest(f"{sorted(unknown)[0]}: unknown field; the body is {{\"status\": ...}}")
     status = validate_status(body.get("status"))
-    row = await run_in_threadpool(_service(context).set_capability_status, capability_id, status, writer)
+    row = await run_in_threadpool(registry.set_capability_status, capability_id, status, writer)
     return capability_to_json(row)
 
 
 @router.get("/agents", summary="Registered agents (finance or admin)")
 async def list_agents(
     _principal: Principal = Depends(require_scope(Scope.FINANCE)),
-    context: ServiceContext = Depends(get_context),
+    registry: RegistryService = Depends(get_registry),
 ) -> list[dict[str, Any]]:
-    rows = await run_in_threadpool(_service(context).list_agents)
+    rows = await run_in_threadpool(registry.list_agents)
     return [agent_to_json(row) for row in rows]
 
 
@@ -106,7 +102,7 @@ async def put_agent(
         "owner": "ops@example.com", "labels": {"env": "prod"},
     }]),
     _principal: Principal = Depends(require_scope(Scope.ADMIN)),
-    context: ServiceContext = Depends(get_context),
+    registry: RegistryService = Depends(get_registry),
 ) -> dict[str, Any]:
     """A whole replace of the agent's fields; 201 when created, 200 when updated; 409 when the wallet
     belongs to another agent."""
@@ -115,6 +111,6 @@ async def put_agent(
         raise BadRequest(f"agent_id: the body names {given!r}, the path {agent_id!r}")
     fields = {key: value for key, value in body.items() if key not in ("agentId", "agent_id")}
     agent = validate_agent({**fields, "agent_id": agent_id})
-    stored, created = await run_in_threadpool(_service(context).put_agent, agent)
+    stored, created = await run_in_threadpool(registry.put_agent, agent)
     response.status_code = 201 if created else 200
     return agent_to_json(stored)

@@ -63,6 +63,9 @@ class RegistryService:
 
     # ------------------------------------------------------------------------------ capabilities
 
+    def capability(self, capability_id: str) -> Capability | None:
+        return self._repository.capability(capability_id)
+
     def list_capabilities(
         self, *, status: CapabilityStatus | None = None, provider_team: str | None = None
     ) -> list[Capability]:

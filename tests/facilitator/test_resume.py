@@ -32,7 +32,7 @@ def _start_and_wait_for_resume(settings) -> TestClient:
     client = TestClient(create_app(settings))
     client.__enter__()
     deadline = time.monotonic() + 20
-    while not client.app.state.resume_settlements.done():
+    while not client.app.state.service.resumption.done():
         assert time.monotonic() < deadline, "resuming settlements did not finish"
         time.sleep(0.05)
     return client

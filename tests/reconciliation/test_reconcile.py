@@ -60,7 +60,7 @@ def client(settings: Settings) -> Iterator[TestClient]:
 
 
 def _key(client: TestClient, name: str, scopes: list[Scope], provider_team: str | None = None) -> str:
-    _row, key = ApiKeyRepository(client.app.state.context.engine).create(name, scopes, provider_team)
+    _row, key = ApiKeyRepository(client.app.state.service.engine).create(name, scopes, provider_team)
     return key
 
 
@@ -106,7 +106,7 @@ def _kinds(report: dict) -> list[str]:
 
 
 def _rows(client: TestClient) -> list[Settlement]:
-    with Session(client.app.state.context.engine) as session:
+    with Session(client.app.state.service.engine) as session:
         return list(session.exec(select(Settlement).order_by(Settlement.id)).scalars())
 
 
@@ -163,7 +163,7 @@ def test_the_chain_events_read_in_small_chunks_are_the_same_as_in_one_go(client,
 
 def test_a_ledger_row_deleted_behind_its_back_is_missing_in_ledger(client, finance, settled, settings, anvil):
     victim = _rows(client)[1]
-    with Session(client.app.state.context.engine) as session:
+    with Session(client.app.state.service.engine) as session:
         session.exec(delete(JournalLine).where(JournalLine.settlement_id == victim.id))
         session.exec(delete(Settlement).where(Settlement.id == victim.id))
         session.commit()
@@ -204,7 +204,7 @@ def test_a_transfer_made_outside_the_service_is_reported(client, finance, settle
 
 def test_a_tampered_amount_is_an_amount_mismatch(client, finance, settled, settings, anvil):
     victim = _rows(client)[0]
-    with Session(client.app.state.context.engine) as session:
+    with Session(client.app.state.service.engine) as session:
         session.exec(update(Settlement).where(Settlement.id == victim.id).values(value=victim.value + 1_000_000))
         session.commit()
 
@@ -248,7 +248,7 @@ def test_a_row_marked_settled_whose_transaction_reverted_is_missing_on_chain(
         x402_version=2, state=SettlementState.CONFIRMED, signer=facilitator.address, tx_hash=tx_hash.to_0x_hex(),
         block_number=receipt["blockNumber"], block_hash=receipt["blockHash"].to_0x_hex(),
     )
-    with Session(client.app.state.context.engine, expire_on_commit=False) as session:
+    with Session(client.app.state.service.engine, expire_on_commit=False) as session:
         session.add(row)
         session.commit()
 
@@ -265,7 +265,7 @@ def test_a_row_marked_settled_whose_transaction_reverted_is_missing_on_chain(
 
 def test_a_failed_row_whose_authorization_our_transaction_used_is_a_state_mismatch(client, finance, settled):
     victim = _rows(client)[2]
-    with Session(client.app.state.context.engine) as session:
+    with Session(client.app.state.service.engine) as session:
         session.exec(update(Settlement).where(Settlement.id == victim.id).values(state=SettlementState.FAILED.value))
         session.commit()
 
@@ -333,7 +333,7 @@ def test_the_cli_exits_2_when_it_cannot_run(client, settings, anvil, monkeypatch
 
 def test_the_cli_prints_each_discrepancy_in_text(client, settled, settings, anvil):
     victim = _rows(client)[0]
-    with Session(client.app.state.context.engine) as session:
+    with Session(client.app.state.service.engine) as session:
         session.exec(update(Settlement).where(Settlement.id == victim.id).values(value=victim.value + 1))
         session.commit()
     result = _run_cli(settings, settled, anvil)
