@@ -13,7 +13,8 @@ from typing import Any
 
 from app.chain.eip712 import keccak256
 from app.chain.eip3009 import TRANSFER_TOPIC
-from app.chain.rpc import RpcClient, RpcError, RpcUnavailable
+from app.chain.receipts import Receipt, decode_receipt
+from app.chain.rpc import RpcClient, RpcError, RpcUnavailable, quantity
 from app.chain.signatures import to_checksum
 
 AUTHORIZATION_USED_TOPIC = "0x" + keccak256(b"AuthorizationUsed(address,bytes32)").hex()
@@ -57,24 +58,6 @@ class TransactionInfo:
     block_number: int | None  # None while pending
 
 
-@dataclass(frozen=True)
-class ReceiptInfo:
-    tx_hash: str
-    status: int  # 1 success, 0 reverted
-    block_number: int
-    block_hash: str
-    sender: str | None  # checksummed ``from``, when the node reports it
-    logs: tuple[dict[str, Any], ...]
-
-
-def _quantity(value: Any) -> int:
-    if isinstance(value, int):
-        return value
-    if not isinstance(value, str) or not value.startswith("0x"):
-        raise RpcUnavailable(f"malformed quantity in an RPC reply: {value!r:.80}")
-    return int(value, 16)
-
-
 def _topic_address(topic: str) -> str:
     return to_checksum("0x" + topic[-40:])
 
@@ -88,10 +71,10 @@ def decode_log(log: dict[str, Any]) -> TokenEvent | None:
         return None
     common = {
         "token": to_checksum(str(log["address"])),
-        "block_number": _quantity(log["blockNumber"]),
+        "block_number": quantity(log["blockNumber"]),
         "block_hash": str(log["blockHash"]).lower(),
         "tx_hash": str(log["transactionHash"]).lower(),
-        "log_index": _quantity(log["logIndex"]),
+        "log_index": quantity(log["logIndex"]),
     }
     if topics[0] == TRANSFER_TOPIC and len(topics) == 3:
         data = str(log.get("data") or "0x")
@@ -106,7 +89,7 @@ def decode_log(log: dict[str, Any]) -> TokenEvent | None:
 
 
 async def latest_block(rpc: RpcClient) -> int:
-    return _quantity(await rpc.call("eth_blockNumber", []))
+    return quantity(await rpc.call("eth_blockNumber", []))
 
 
 async def fetch_token_events(
@@ -171,25 +154,12 @@ async def fetch_transactions(rpc: RpcClient, tx_hashes: Iterable[str]) -> dict[s
             tx_hash=tx_hash,
             sender=to_checksum(str(tx["from"])),
             to=to_checksum(str(tx["to"])) if tx.get("to") else None,
-            block_number=_quantity(block) if block is not None else None,
+            block_number=quantity(block) if block is not None else None,
         )
     return found
 
 
-async def fetch_receipts(rpc: RpcClient, tx_hashes: Iterable[str]) -> dict[str, ReceiptInfo | None]:
+async def fetch_receipts(rpc: RpcClient, tx_hashes: Iterable[str]) -> dict[str, Receipt | None]:
     """Each transaction's receipt (``eth_getTransactionReceipt``, batched); None when not mined or unknown."""
-    found: dict[str, ReceiptInfo | None] = {}
-    for tx_hash, receipt in (await _batched(rpc, "eth_getTransactionReceipt", tx_hashes)).items():
-        if not isinstance(receipt, dict) or receipt.get("blockNumber") is None:
-            found[tx_hash] = None
-            continue
-        sender = receipt.get("from")
-        found[tx_hash] = ReceiptInfo(
-            tx_hash=tx_hash,
-            status=_quantity(receipt.get("status", "0x0")),
-            block_number=_quantity(receipt["blockNumber"]),
-            block_hash=str(receipt["blockHash"]).lower(),
-            sender=to_checksum(str(sender)) if sender else None,
-            logs=tuple(log for log in receipt.get("logs") or [] if isinstance(log, dict)),
-        )
-    return found
+    return {tx_hash: decode_receipt(receipt)
+            for tx_hash, receipt in (await _batched(rpc, "eth_getTransactionReceipt", tx_hashes)).items()}

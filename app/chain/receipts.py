@@ -1,4 +1,4 @@
-"""Waiting for many transactions' receipts with one poller per network, each poll one JSON-RPC batch.
+"""Receipts: decoded into one typed record, and waited for with one poller per network, each poll one batch.
 
 Every settlement waits for its receipt. Polled one by one, N settlements in flight cost N requests per
 poll interval: on a chain with 2-second blocks and a 50 ms interval, forty requests per settlement, which a
@@ -13,11 +13,61 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from typing import Any
 
-from app.chain.rpc import RpcClient, RpcError, RpcUnavailable
+from app.chain.rpc import RpcClient, RpcError, RpcUnavailable, quantity
+from app.chain.signatures import to_checksum
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the chain says about a mined transaction, decoded from ``eth_getTransactionReceipt``."""
+
+    tx_hash: str  # lowercase 0x-hex
+    status: int  # 1 success, 0 reverted
+    tx_type: int  # the EIP-2718 envelope: 2 for EIP-1559
+    block_number: int
+    block_hash: str  # lowercase 0x-hex
+    gas_used: int
+    effective_gas_price: int  # wei per gas actually paid (0 when the node does not report it)
+    sender: str | None  # checksummed ``from``, when the node reports it
+    logs: tuple[dict[str, Any], ...]
+
+    @property
+    def succeeded(self) -> bool:
+        return self.status == 1
+
+    @property
+    def fee(self) -> int:
+        """The network fee the sender paid, in wei."""
+        return self.gas_used * self.effective_gas_price
+
+
+def decode_receipt(raw: Any) -> Receipt | None:
+    """The receipt a JSON-RPC node returned, typed; None when the transaction is not mined (or unknown).
+
+    Raises RpcUnavailable for a receipt that lacks a field every node reports, rather than guessing.
+    """
+    if not isinstance(raw, dict) or raw.get("blockNumber") is None:
+        return None
+    try:
+        sender = raw.get("from")
+        return Receipt(
+            tx_hash=str(raw["transactionHash"]).lower(),
+            status=quantity(raw.get("status", "0x0")),
+            tx_type=quantity(raw.get("type", "0x0")),
+            block_number=quantity(raw["blockNumber"]),
+            block_hash=str(raw["blockHash"]).lower(),
+            gas_used=quantity(raw.get("gasUsed", "0x0")),
+            effective_gas_price=quantity(raw.get("effectiveGasPrice", "0x0")),
+            sender=to_checksum(str(sender)) if sender else None,
+            logs=tuple(log for log in raw.get("logs") or [] if isinstance(log, dict)),
+        )
+    except (KeyError, TypeError) as error:
+        raise RpcUnavailable(f"malformed receipt in an RPC reply: missing or wrong {error}") from None
 
 
 class ReceiptWatcher:
@@ -27,14 +77,14 @@ class ReceiptWatcher:
         self._poll_interval = poll_interval
         self._min_gap = min_gap
         self._max_batch = max_batch
-        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._pending: dict[str, asyncio.Future[Receipt]] = {}
         self._waiters: dict[str, int] = {}
         self._arrival = asyncio.Event()
         self._poller: asyncio.Task[None] | None = None
         self._unreachable = False
         self._refused: set[str] = set()  # hashes whose receipt request the node answered with an error
 
-    async def wait(self, tx_hash: str, *, timeout: float) -> dict[str, Any] | None:
+    async def wait(self, tx_hash: str, *, timeout: float) -> Receipt | None:
         """The receipt of ``tx_hash``, or None when ``timeout`` seconds pass first (the outcome is then
         unknown: the node may be down or the transaction not mined yet). Callers waiting for the same
         hash share one slot in the batch."""
@@ -106,5 +156,11 @@ class ReceiptWatcher:
                     self._refused.add(tx_hash)
                     log.warning("receipt of %s: %s", tx_hash, result)
             elif isinstance(result, dict):
-                future.set_result(dict(result))
+                try:
+                    receipt = decode_receipt(result)
+                except RpcUnavailable as error:
+                    log.warning("receipt of %s: %s", tx_hash, error)
+                    continue
+                if receipt is not None:
+                    future.set_result(receipt)
         return True

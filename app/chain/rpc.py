@@ -105,3 +105,15 @@ def _result_of(method: str, reply: dict[str, Any]) -> Any:
     if "result" not in reply:
         raise RpcUnavailable(f"{method}: reply without result")
     return reply["result"]
+
+
+def quantity(value: Any) -> int:
+    """A JSON-RPC quantity (``0x``-hex text; an int is taken as is). A malformed one is the node's fault."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if not isinstance(value, str) or not value.startswith("0x"):
+        raise RpcUnavailable(f"malformed quantity in an RPC reply: {value!r:.80}")
+    try:
+        return int(value, 16)
+    except ValueError:
+        raise RpcUnavailable(f"malformed quantity in an RPC reply: {value!r:.80}") from None

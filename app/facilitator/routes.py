@@ -55,23 +55,23 @@ async def supported(facilitator: Facilitator = Depends(get_facilitator)) -> JSON
 async def verify(request: Request, facilitator: Facilitator = Depends(get_facilitator)) -> JSONResponse:
     body = await _read_body(request)
     try:
-        payload, requirements = parse_facilitator_request(body)
+        payment = parse_facilitator_request(body)
     except ProtocolError as error:
         return JSONResponse(VerifyResponse(is_valid=False, invalid_reason=error.reason,
                                            invalid_message=error.message).to_wire())
-    return JSONResponse((await facilitator.verify(payload, requirements)).to_wire())
+    return JSONResponse((await facilitator.verify(payment)).to_wire())
 
 
 @router.post("/settle", dependencies=[Depends(require_facilitator_caller)], summary="Settle a payment on-chain")
 async def settle(request: Request, facilitator: Facilitator = Depends(get_facilitator)) -> JSONResponse:
     body = await _read_body(request)
     try:
-        payload, requirements = parse_facilitator_request(body)
+        payment = parse_facilitator_request(body)
     except ProtocolError as error:
         network = _network_hint(body)
         return JSONResponse(SettleResponse(success=False, error_reason=error.reason, error_message=error.message,
                                            network=network).to_wire())
-    return JSONResponse((await facilitator.settle(payload, requirements)).to_wire())
+    return JSONResponse((await facilitator.settle(payment)).to_wire())
 
 
 def _network_hint(body: dict[str, Any]) -> str:

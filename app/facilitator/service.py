@@ -13,13 +13,14 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from functools import partial
 
 from starlette.concurrency import run_in_threadpool
 
-from app.chain import eip3009, sender
+from app.chain import blocks, eip3009, sender
 from app.chain.eip712 import keccak256
 from app.chain.keys import HotWallet
-from app.chain.receipts import ReceiptWatcher
+from app.chain.receipts import Receipt, ReceiptWatcher
 from app.chain.rpc import RpcClient, RpcError, RpcUnavailable
 from app.config import NetworkConfig, Settings
 from app.facilitator.verification import (
@@ -27,13 +28,11 @@ from app.facilitator.verification import (
     PaymentInvalid,
     PreparedPayment,
     check_on_chain,
+    check_time_window,
     prepare_payment,
 )
 from app.protocol import (
-    AnyPaymentPayload,
-    AnyPaymentRequirements,
-    PaymentPayload,
-    PaymentRequirementsV1,
+    FacilitatorRequest,
     Reason,
     SettleResponse,
     SupportedKind,
@@ -42,6 +41,7 @@ from app.protocol import (
 )
 from app.registry.attribution import Attribution, AttributionResolver
 from app.settlement.models import SUCCESS_STATES, Settlement, SettlementState
+from app.settlement.nonces import NonceManager
 from app.settlement.repository import AuthorizationKey, SettlementRepository, SignerNonceRepository
 
 log = logging.getLogger(__name__)
@@ -83,15 +83,14 @@ class Facilitator:
         self._networks = networks
         self._rpc = rpc
         self._settlements = settlements
-        self._nonces = nonces
         self._attribution = attribution
         self._signer = signer
         self._policy = policy
         self._clock = clock
         # One task per exact authorization inside this process: concurrent callers share its answer.
         self._in_flight: dict[tuple[AuthorizationKey, bytes], asyncio.Task[SettleResponse]] = {}
-        self._nonce_floors: set[str] = set()
         self._fees = {name: sender.FeeOracle(rpc[name], policy.fees) for name in networks if name in rpc}
+        self._nonces = NonceManager(nonces, rpc=rpc, fees=self._fees)
         self._receipts = {name: ReceiptWatcher(rpc[name]) for name in networks if name in rpc}
 
     async def close(self) -> None:
@@ -113,25 +112,34 @@ class Facilitator:
         signers = {network: [self._signer.address] for network in self._networks}
         return SupportedResponse(kinds=kinds, extensions=[], signers=signers)
 
+    # -------------------------------------------------------------------------------------- prepare
+
+    def prepare(self, request: FacilitatorRequest) -> PreparedPayment:
+        """Every I/O-free check and the signature recovery, once: verify and settle take the result.
+        Raises PaymentInvalid."""
+        return prepare_payment(request, self._networks, int(self._clock()))
+
     # --------------------------------------------------------------------------------------- verify
 
-    async def verify(self, payload: AnyPaymentPayload, requirements: AnyPaymentRequirements) -> VerifyResponse:
+    async def verify(self, request: FacilitatorRequest) -> VerifyResponse:
         try:
-            payment = await self._verify(payload, requirements)
+            payment = self.prepare(request)
         except PaymentInvalid as invalid:
-            return VerifyResponse(
-                is_valid=False, invalid_reason=invalid.reason, invalid_message=invalid.message, payer=invalid.payer
-            )
+            return _invalid(invalid)
+        return await self.verify_prepared(payment)
+
+    async def verify_prepared(self, payment: PreparedPayment) -> VerifyResponse:
+        try:
+            await self._check_chain(payment)
+        except PaymentInvalid as invalid:
+            return _invalid(invalid)
         return VerifyResponse(is_valid=True, payer=payment.payer)
 
-    async def _verify(self, payload: AnyPaymentPayload, requirements: AnyPaymentRequirements) -> PreparedPayment:
-        payment = prepare_payment(payload, requirements, self._networks, int(self._clock()))
-        rpc = self._rpc[payment.network.network]
+    async def _check_chain(self, payment: PreparedPayment) -> None:
         try:
-            await check_on_chain(payment, rpc, self._simulation_sender())
+            await check_on_chain(payment, self._rpc[payment.network.network], self._simulation_sender())
         except RpcUnavailable as error:
             raise PaymentInvalid(Reason.unexpected_verify_error, f"chain unreachable: {error}", payment.payer) from None
-        return payment
 
     def _simulation_sender(self) -> str:
         # The simulation runs as the account that will send the transaction; without one, any
@@ -140,18 +148,26 @@ class Facilitator:
 
     # --------------------------------------------------------------------------------------- settle
 
-    async def settle(self, payload: AnyPaymentPayload, requirements: AnyPaymentRequirements) -> SettleResponse:
+    async def settle(self, request: FacilitatorRequest) -> SettleResponse:
         """Settle exactly once; the answer names the network as the requirements did (v1 name or CAIP-2)."""
-        response = await self._settle(payload, requirements)
-        return response.model_copy(update={"network": requirements.network})
-
-    async def _settle(self, payload: AnyPaymentPayload, requirements: AnyPaymentRequirements) -> SettleResponse:
-        network_id = requirements.network
         try:
-            payment = prepare_payment(payload, requirements, self._networks, int(self._clock()))
+            payment = self.prepare(request)
+        except PaymentInvalid as invalid:
+            return _failure(invalid.reason, invalid.message, request.requirements.network, invalid.payer)
+        return await self.settle_prepared(payment)
+
+    async def settle_prepared(self, payment: PreparedPayment) -> SettleResponse:
+        """Settle a payment prepared earlier (by ``prepare``, for a verify a moment ago): its time window is
+        checked again, since the handler it paid for may have taken a while."""
+        response = await self._settle(payment)
+        return response.model_copy(update={"network": payment.request.requirements.network})
+
+    async def _settle(self, payment: PreparedPayment) -> SettleResponse:
+        network_id = payment.network.network
+        try:
+            check_time_window(payment.authorization, payment.payer, int(self._clock()))
         except PaymentInvalid as invalid:
             return _failure(invalid.reason, invalid.message, network_id, invalid.payer)
-        network_id = payment.network.network
         if self._signer is None:
             return _failure(Reason.unexpected_settle_error, "this facilitator has no signing key", network_id,
                             payment.payer)
@@ -159,7 +175,7 @@ class Facilitator:
         flight = (key, payment.authorization.signature)
         task = self._in_flight.get(flight)
         if task is None:
-            task = asyncio.ensure_future(self._settle_once(key, payment, payload, requirements))
+            task = asyncio.ensure_future(self._settle_once(key, payment))
             self._in_flight[flight] = task
             task.add_done_callback(lambda _done: self._in_flight.pop(flight, None))
         try:
@@ -170,18 +186,12 @@ class Facilitator:
                             payment.payer)
         return _same_authorization_or_used(response, payment, await self._stored(key))
 
-    async def _settle_once(
-        self,
-        key: AuthorizationKey,
-        payment: PreparedPayment,
-        payload: AnyPaymentPayload,
-        requirements: AnyPaymentRequirements,
-    ) -> SettleResponse:
+    async def _settle_once(self, key: AuthorizationKey, payment: PreparedPayment) -> SettleResponse:
         existing = await self._stored(key)
         if existing is not None:
             return await self._follow(existing)
         try:
-            await self._verify(payload, requirements)
+            await self._check_chain(payment)
         except PaymentInvalid as invalid:
             # Another replica may have recorded and settled it between our read and our chain checks;
             # the chain then says "used", but the caller is owed that settlement's receipt.
@@ -189,26 +199,22 @@ class Facilitator:
             if existing is not None:
                 return await self._follow(existing)
             return _failure(invalid.reason, invalid.message, payment.network.network, invalid.payer)
-        row = await run_in_threadpool(self._record, payment, payload, requirements)
+        row = await run_in_threadpool(self._record, payment)
         if row is None:  # another replica recorded it between our read and our insert
             existing = await self._stored(key)
             assert existing is not None
             return await self._follow(existing)
         return await self._submit(row)
 
-    def _record(
-        self, payment: PreparedPayment, payload: AnyPaymentPayload, requirements: AnyPaymentRequirements
-    ) -> Settlement | None:
+    def _record(self, payment: PreparedPayment) -> Settlement | None:
         """Attribute the payment and record its row (one worker-thread hop for both); None when another
         request or replica recorded this authorization first."""
-        hint = (requirements.extra or {}).get("capabilityId")
-        resource_url = _resource_url(payload, requirements)
         attribution = self._attribution.resolve(
             payer=payment.payer, payee=payment.payee, network=payment.network.network,
             asset=payment.asset.address, value=payment.authorization.value,
-            resource_url=resource_url, capability_hint=hint if isinstance(hint, str) else None,
+            resource_url=payment.resource_url, capability_hint=payment.capability_hint,
         )
-        return self._settlements.create(_new_row(payment, attribution, resource_url))
+        return self._settlements.create(_new_row(payment, attribution))
 
     async def _stored(self, key: AuthorizationKey) -> Settlement | None:
         return await run_in_threadpool(self._settlements.find, key)
@@ -218,20 +224,18 @@ class Facilitator:
         assert self._signer is not None and row.id is not None
         network = self._networks[row.network]
         rpc = self._rpc[network.network]
-        await self._ensure_nonce_floor(network, rpc)
         max_fee, tip = await self._fees[network.network].fees()
-        nonce = await run_in_threadpool(self._nonces.allocate, network.network, self._signer.address)
+        nonce = await self._nonces.allocate(network, self._signer)
         signed = sender.sign_transaction(
             self._signer, chain_id=network.chain_id, nonce=nonce, to=row.asset, data=_calldata_of(row),
             gas=self._policy.fees.gas_limit, max_fee_per_gas=max_fee, max_priority_fee_per_gas=tip,
         )
         stored = await run_in_threadpool(
-            self._settlements.transition, row.id, from_states=[SettlementState.VERIFIED],
-            to_state=SettlementState.SUBMITTED, signer=self._signer.address, tx_nonce=nonce, tx_hash=signed.hash,
-            raw_transaction="0x" + signed.raw.hex(),
+            partial(self._settlements.mark_submitted, row.id, signer=self._signer.address, tx_nonce=nonce,
+                    tx_hash=signed.hash, raw_transaction="0x" + signed.raw.hex())
         )
         if not stored:  # someone else moved the row: hand the nonce back and follow them
-            await self._release_nonce(network, rpc, nonce)
+            await self._nonces.release(network, self._signer, nonce)
             latest = await run_in_threadpool(self._settlements.get, row.id)
             assert latest is not None
             return await self._follow(latest)
@@ -248,18 +252,17 @@ class Facilitator:
     async def _broadcast_refused(
         self, row: Settlement, nonce: int, tx_hash: str, refused: sender.BroadcastError
     ) -> SettleResponse:
-        assert row.id is not None
+        assert row.id is not None and self._signer is not None
         network = self._networks[row.network]
         log.warning("broadcast of %s refused (%s): %s", tx_hash, refused.kind, refused.message)
         await run_in_threadpool(
-            self._settlements.transition, row.id, from_states=[SettlementState.SUBMITTED],
-            to_state=SettlementState.FAILED, error_reason=Reason.unexpected_settle_error.value,
-            error_message=f"broadcast refused: {refused.kind}",
+            partial(self._settlements.mark_failed, row.id, reason=Reason.unexpected_settle_error.value,
+                    message=f"broadcast refused: {refused.kind}")
         )
         if refused.kind == "nonce_too_low":
-            self._nonce_floors.discard(network.network)  # re-read the chain's count next time
+            self._nonces.chain_moved_ahead(network, self._signer)
         else:
-            await self._release_nonce(network, self._rpc[network.network], nonce)
+            await self._nonces.release(network, self._signer, nonce)
         return _failure(Reason.unexpected_settle_error, f"the transaction was refused: {refused.kind}",
                         row.network, row.payer)
 
@@ -269,27 +272,23 @@ class Facilitator:
             return _pending(tx_hash, row)
         return await self._record_receipt(row, tx_hash, receipt)
 
-    async def _record_receipt(self, row: Settlement, tx_hash: str, receipt: dict) -> SettleResponse:
+    async def _record_receipt(self, row: Settlement, tx_hash: str, receipt: Receipt) -> SettleResponse:
         assert row.id is not None
-        block = {
-            "block_number": int(receipt["blockNumber"], 16),
-            "block_hash": receipt["blockHash"],
-            "gas_used": int(receipt["gasUsed"], 16),
-            "effective_gas_price": int(receipt.get("effectiveGasPrice", "0x0"), 16),
-        }
-        succeeded = int(receipt.get("status", "0x0"), 16) == 1
-        transferred = succeeded and eip3009.find_transfer(
-            receipt.get("logs", []), row.asset, row.payer, row.payee, row.value
+        block = {"block_number": receipt.block_number, "block_hash": receipt.block_hash,
+                 "gas_used": receipt.gas_used, "effective_gas_price": receipt.effective_gas_price}
+        transferred = receipt.succeeded and eip3009.find_transfer(
+            list(receipt.logs), row.asset, row.payer, row.payee, row.value
         )
         if transferred:
-            await run_in_threadpool(self._settlements.confirm, row.id, **block)
+            await run_in_threadpool(partial(self._settlements.mark_confirmed, row.id, **block))
             return SettleResponse(success=True, transaction=tx_hash, network=row.network, payer=row.payer,
                                   amount=str(row.value))
-        reason = Reason.transaction_failed if not succeeded else Reason.invalid_exact_evm_transfer_event_mismatch
-        message = "the settlement transaction reverted" if not succeeded else "no matching Transfer event"
+        if receipt.succeeded:
+            reason, message = Reason.invalid_exact_evm_transfer_event_mismatch, "no matching Transfer event"
+        else:
+            reason, message = Reason.transaction_failed, "the settlement transaction reverted"
         await run_in_threadpool(
-            self._settlements.transition, row.id, from_states=[SettlementState.SUBMITTED],
-            to_state=SettlementState.FAILED, error_reason=reason.value, error_message=message, **block,
+            partial(self._settlements.mark_failed, row.id, reason=reason.value, message=message, **block)
         )
         return _failure(reason, message, row.network, row.payer, transaction=tx_hash)
 
@@ -319,10 +318,9 @@ class Facilitator:
         assert row.id is not None
         if row.valid_before < int(self._clock()) + VALID_BEFORE_MARGIN_SECONDS:
             await run_in_threadpool(
-                self._settlements.transition, row.id, from_states=[SettlementState.VERIFIED],
-                to_state=SettlementState.EXPIRED,
-                error_reason=Reason.invalid_exact_evm_payload_authorization_valid_before.value,
-                error_message="the authorization expired before it could be submitted",
+                partial(self._settlements.mark_expired, row.id,
+                        reason=Reason.invalid_exact_evm_payload_authorization_valid_before.value,
+                        message="the authorization expired before it could be submitted")
             )
             latest = await run_in_threadpool(self._settlements.get, row.id)
             assert latest is not None
@@ -355,40 +353,17 @@ class Facilitator:
     async def _resume_submitted(self, row: Settlement) -> None:
         assert row.tx_hash is not None
         rpc = self._rpc[row.network]
-        receipt = await rpc.call("eth_getTransactionReceipt", [row.tx_hash])
-        if receipt:
+        receipt = await blocks.receipt(rpc, row.tx_hash)
+        if receipt is not None:
             await self._record_receipt(row, row.tx_hash, receipt)
             return
-        if row.raw_transaction and await rpc.call("eth_getTransactionByHash", [row.tx_hash]) is None:
+        if row.raw_transaction and not await blocks.is_known(rpc, row.tx_hash):
             try:
                 await sender.broadcast(rpc, bytes.fromhex(row.raw_transaction[2:]))
             except sender.BroadcastError as refused:
                 log.warning("resending %s refused (%s)", row.tx_hash, refused.kind)
                 return
         await self._await_outcome(row, row.tx_hash)
-
-    async def _ensure_nonce_floor(self, network: NetworkConfig, rpc: RpcClient) -> None:
-        assert self._signer is not None
-        if network.network in self._nonce_floors:
-            return
-        chain_nonce = await sender.pending_nonce(rpc, self._signer.address)
-        await run_in_threadpool(self._nonces.raise_floor, network.network, self._signer.address, chain_nonce)
-        self._nonce_floors.add(network.network)
-
-    async def _release_nonce(self, network: NetworkConfig, rpc: RpcClient, nonce: int) -> None:
-        """Give an unsent nonce back, or fill the gap it leaves so later transactions are not stuck."""
-        assert self._signer is not None
-        if await run_in_threadpool(self._nonces.give_back, network.network, self._signer.address, nonce):
-            return
-        max_fee, tip = await self._fees[network.network].fees()
-        filler = sender.sign_transaction(
-            self._signer, chain_id=network.chain_id, nonce=nonce, to=self._signer.address, data=b"",
-            gas=21_000, max_fee_per_gas=max_fee, max_priority_fee_per_gas=tip,
-        )
-        try:
-            await sender.broadcast(rpc, filler.raw)
-        except (sender.BroadcastError, RpcUnavailable) as error:
-            log.error("could not fill nonce gap %d of %s: %s", nonce, self._signer.address, error)
 
 
 def _key_of(payment: PreparedPayment) -> AuthorizationKey:
@@ -400,24 +375,17 @@ def _key_of(payment: PreparedPayment) -> AuthorizationKey:
     )
 
 
-def _new_row(payment: PreparedPayment, attribution: Attribution, resource_url: str | None) -> Settlement:
+def _new_row(payment: PreparedPayment, attribution: Attribution) -> Settlement:
     auth = payment.authorization
     return Settlement(
         network=payment.network.network, asset=payment.asset.address, payer=payment.payer, payee=payment.payee,
         nonce="0x" + auth.nonce.hex(), value=auth.value, valid_after=auth.valid_after,
         valid_before=auth.valid_before, signature="0x" + auth.signature.hex(),
         signature_hash="0x" + keccak256(auth.signature).hex(), x402_version=payment.x402_version,
-        state=SettlementState.VERIFIED, resource_url=resource_url[:2000] if resource_url else None,
+        state=SettlementState.VERIFIED,
+        resource_url=payment.resource_url[:2000] if payment.resource_url else None,
         **asdict(attribution),
     )
-
-
-def _resource_url(payload: AnyPaymentPayload, requirements: AnyPaymentRequirements) -> str | None:
-    if isinstance(requirements, PaymentRequirementsV1):
-        return requirements.resource
-    if isinstance(payload, PaymentPayload) and payload.resource is not None:
-        return payload.resource.url
-    return None
 
 
 def _same_authorization_or_used(
@@ -435,6 +403,11 @@ def _same_authorization_or_used(
         return response
     return _failure(Reason.invalid_exact_evm_nonce_already_used,
                     "another authorization with this nonce was already settled", row.network, payment.payer)
+
+
+def _invalid(invalid: PaymentInvalid) -> VerifyResponse:
+    return VerifyResponse(is_valid=False, invalid_reason=invalid.reason, invalid_message=invalid.message,
+                          payer=invalid.payer)
 
 
 def _success_of(row: Settlement) -> SettleResponse:

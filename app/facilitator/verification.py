@@ -1,9 +1,12 @@
 """The checks of an EVM ``exact`` (EIP-3009) payment, cheapest first.
 
 ``prepare_payment`` runs every check that needs no I/O (scheme, network, domain, recipient,
-amount, time window) and the EOA signature fast path; ``check_on_chain`` then reads the chain in
-one batched round trip (balance, nonce state, payer and token code, a simulation of the transfer)
-and judges the results in the documented order: signature, asset, nonce, balance, simulation.
+amount, time window) and the EOA signature fast path, once per request: the prepared payment is
+what verify and settle work on, so a signature is recovered once however many steps follow.
+``check_time_window`` is re-run wherever time has passed since (a gateway settles after its handler
+ran). ``check_on_chain`` then reads the chain in one batched round trip (balance, nonce state, payer
+and token code, a simulation of the transfer) and judges the results in the documented order:
+signature, asset, nonce, balance, simulation.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ from app.protocol import (
     AnyPaymentPayload,
     AnyPaymentRequirements,
     Authorization,
+    FacilitatorRequest,
     PaymentPayload,
+    PaymentRequirementsV1,
     ProtocolError,
     Reason,
-    parse_exact_evm_payload,
     payload_network,
     payload_scheme,
     requirement_amount,
@@ -54,7 +58,7 @@ class PaymentInvalid(Exception):
 class PreparedPayment:
     """A payment that passed every I/O-free check; what the chain checks and the settlement need."""
 
-    x402_version: int
+    request: FacilitatorRequest
     network: NetworkConfig
     asset: AssetConfig
     authorization: Authorization
@@ -64,6 +68,26 @@ class PreparedPayment:
     eoa_signature_valid: bool  # the fast path recovered the payer: no EIP-1271 call needed
 
     @property
+    def x402_version(self) -> int:
+        return self.request.x402_version
+
+    @property
+    def resource_url(self) -> str | None:
+        """The resource paid for: v1 requirements name it, v2 payloads carry it."""
+        requirements, payload = self.request.requirements, self.request.payload
+        if isinstance(requirements, PaymentRequirementsV1):
+            return requirements.resource
+        if isinstance(payload, PaymentPayload) and payload.resource is not None:
+            return payload.resource.url
+        return None
+
+    @property
+    def capability_hint(self) -> str | None:
+        """The capability id our gateway puts in ``extra``, if the requirements carry one."""
+        hint = (self.request.requirements.extra or {}).get("capabilityId")
+        return hint if isinstance(hint, str) else None
+
+    @property
     def calldata(self) -> bytes:
         auth = self.authorization
         return eip3009.transfer_with_authorization_calldata(
@@ -71,13 +95,9 @@ class PreparedPayment:
         )
 
 
-def prepare_payment(
-    payload: AnyPaymentPayload,
-    requirements: AnyPaymentRequirements,
-    networks: dict[str, NetworkConfig],
-    now: int,
-) -> PreparedPayment:
+def prepare_payment(request: FacilitatorRequest, networks: dict[str, NetworkConfig], now: int) -> PreparedPayment:
     """Every check that needs no I/O, in the order of the reference facilitator."""
+    payload, requirements = request.payload, request.requirements
     if payload_scheme(payload) != EXACT or requirements.scheme != EXACT:
         raise PaymentInvalid(Reason.unsupported_scheme, f"only the '{EXACT}' scheme is supported")
     network_id = _network_of(requirements)
@@ -103,7 +123,7 @@ def prepare_payment(
             f"the token's EIP-712 version is {asset.version!r}, not {version!r}",
         )
     try:
-        auth = parse_exact_evm_payload(payload.payload)
+        auth = request.authorization
     except ProtocolError as error:
         raise PaymentInvalid(error.reason, error.message) from None
     payer = to_checksum(auth.payer)
@@ -118,6 +138,29 @@ def prepare_payment(
             f"authorization.value {auth.value} differs from the required amount {requirement_amount(requirements)}",
             payer,
         )
+    check_time_window(auth, payer, now)
+    try:
+        unwrap_erc6492(auth.signature)  # a broken wrapper is refused here, before any chain call
+    except SignatureError as error:
+        raise PaymentInvalid(Reason.invalid_exact_evm_payload_signature, error.reason, payer) from None
+    separator = domain_separator(asset.name, asset.version, network.chain_id, asset.address)
+    digest = transfer_authorization_digest(
+        separator, auth.payer, auth.to, auth.value, auth.valid_after, auth.valid_before, auth.nonce
+    )
+    return PreparedPayment(
+        request=request,
+        network=network,
+        asset=asset,
+        authorization=auth,
+        payer=payer,
+        payee=to_checksum(auth.to),
+        digest=digest,
+        eoa_signature_valid=_recovers_to(digest, auth.signature, payer),
+    )
+
+
+def check_time_window(auth: Authorization, payer: str, now: int) -> None:
+    """The authorization is valid now and for long enough to be mined (``VALID_BEFORE_MARGIN_SECONDS``)."""
     if auth.valid_before < now + VALID_BEFORE_MARGIN_SECONDS:
         raise PaymentInvalid(
             Reason.invalid_exact_evm_payload_authorization_valid_before,
@@ -130,24 +173,6 @@ def prepare_payment(
             f"the authorization is not valid before {auth.valid_after}",
             payer,
         )
-    try:
-        unwrap_erc6492(auth.signature)  # a broken wrapper is refused here, before any chain call
-    except SignatureError as error:
-        raise PaymentInvalid(Reason.invalid_exact_evm_payload_signature, error.reason, payer) from None
-    separator = domain_separator(asset.name, asset.version, network.chain_id, asset.address)
-    digest = transfer_authorization_digest(
-        separator, auth.payer, auth.to, auth.value, auth.valid_after, auth.valid_before, auth.nonce
-    )
-    return PreparedPayment(
-        x402_version=payload.x402_version,
-        network=network,
-        asset=asset,
-        authorization=auth,
-        payer=payer,
-        payee=to_checksum(auth.to),
-        digest=digest,
-        eoa_signature_valid=_recovers_to(digest, auth.signature, payer),
-    )
 
 
 async def check_on_chain(payment: PreparedPayment, rpc: RpcClient, sender: str) -> None:

@@ -1,20 +1,37 @@
-"""One interface to a facilitator, in-process or remote, so the paywall does not care which."""
+"""One interface to a facilitator, in-process or remote, so the paywall does not care which.
+
+The paywall parses the payment once (a :class:`FacilitatorRequest`) and hands that on: the in-process
+facilitator works on it directly and keeps what it prepared for verify (the recovered signer, the
+digest) in the :class:`Verification`, so settling the same payment recovers nothing again. Only the
+remote facilitator turns the request back into JSON, since it speaks HTTP.
+"""
 
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import aiohttp
 
 from app.facilitator.service import Facilitator
-from app.protocol import ProtocolError, Reason, SettleResponse, VerifyResponse, parse_facilitator_request
+from app.facilitator.verification import PaymentInvalid, PreparedPayment
+from app.protocol import FacilitatorRequest, Reason, SettleResponse, VerifyResponse
+
+
+@dataclass(frozen=True)
+class Verification:
+    """A facilitator's verdict on a payment, and what settling that same payment needs."""
+
+    request: FacilitatorRequest
+    response: VerifyResponse
+    prepared: PreparedPayment | None = None  # the in-process facilitator's own work, reused by settle
 
 
 class FacilitatorClient(Protocol):
-    async def verify(self, body: dict[str, Any]) -> VerifyResponse: ...
+    async def verify(self, request: FacilitatorRequest) -> Verification: ...
 
-    async def settle(self, body: dict[str, Any]) -> SettleResponse: ...
+    async def settle(self, verification: Verification) -> SettleResponse: ...
 
 
 class LocalFacilitator:
@@ -23,19 +40,18 @@ class LocalFacilitator:
     def __init__(self, facilitator: Facilitator) -> None:
         self._facilitator = facilitator
 
-    async def verify(self, body: dict[str, Any]) -> VerifyResponse:
+    async def verify(self, request: FacilitatorRequest) -> Verification:
         try:
-            payload, requirements = parse_facilitator_request(body)
-        except ProtocolError as error:
-            return VerifyResponse(is_valid=False, invalid_reason=error.reason, invalid_message=error.message)
-        return await self._facilitator.verify(payload, requirements)
+            prepared = self._facilitator.prepare(request)
+        except PaymentInvalid as invalid:
+            return Verification(request, VerifyResponse(is_valid=False, invalid_reason=invalid.reason,
+                                                        invalid_message=invalid.message, payer=invalid.payer))
+        return Verification(request, await self._facilitator.verify_prepared(prepared), prepared)
 
-    async def settle(self, body: dict[str, Any]) -> SettleResponse:
-        try:
-            payload, requirements = parse_facilitator_request(body)
-        except ProtocolError as error:
-            return SettleResponse(success=False, error_reason=error.reason, error_message=error.message, network="")
-        return await self._facilitator.settle(payload, requirements)
+    async def settle(self, verification: Verification) -> SettleResponse:
+        if verification.prepared is not None:
+            return await self._facilitator.settle_prepared(verification.prepared)
+        return await self._facilitator.settle(verification.request)
 
 
 class RemoteFacilitator:
@@ -62,16 +78,17 @@ class RemoteFacilitator:
                 raise RuntimeError(f"facilitator {path} answered HTTP {reply.status}")
             return answer
 
-    async def verify(self, body: dict[str, Any]) -> VerifyResponse:
+    async def verify(self, request: FacilitatorRequest) -> Verification:
         try:
-            return VerifyResponse.model_validate(await self._post("/verify", body))
+            response = VerifyResponse.model_validate(await self._post("/verify", request.to_wire()))
         except (aiohttp.ClientError, TimeoutError, RuntimeError, ValueError) as error:
-            return VerifyResponse(is_valid=False, invalid_reason=Reason.unexpected_verify_error,
-                                  invalid_message=f"facilitator unavailable: {error}")
+            response = VerifyResponse(is_valid=False, invalid_reason=Reason.unexpected_verify_error,
+                                      invalid_message=f"facilitator unavailable: {error}")
+        return Verification(request, response)
 
-    async def settle(self, body: dict[str, Any]) -> SettleResponse:
+    async def settle(self, verification: Verification) -> SettleResponse:
         try:
-            return SettleResponse.model_validate(await self._post("/settle", body))
+            return SettleResponse.model_validate(await self._post("/settle", verification.request.to_wire()))
         except (aiohttp.ClientError, TimeoutError, RuntimeError, ValueError) as error:
             return SettleResponse(success=False, error_reason=Reason.unexpected_settle_error,
                                   error_message=f"facilitator unavailable: {error}", network="")

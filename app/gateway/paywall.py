@@ -29,28 +29,30 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.chain.signatures import to_checksum
 from app.config import NetworkConfig
-from app.gateway.facilitators import FacilitatorClient
+from app.gateway.facilitators import FacilitatorClient, Verification
 from app.gateway.models import PaymentClaim
 from app.gateway.offers import Offer, OfferError, PaymentMismatch, make_offer, requirements_for
 from app.gateway.repository import ClaimRepository
 from app.protocol import (
+    FacilitatorRequest,
     ProtocolError,
     Reason,
     SettleResponse,
     decode_header,
     encode_header,
-    parse_exact_evm_payload,
     parse_facilitator_request,
+)
+from app.protocol.headers import (
+    EXPOSED_HEADERS,
+    PAYMENT_REQUIRED,
+    PAYMENT_RESPONSE,
+    PAYMENT_SIGNATURE,
+    X_PAYMENT,
+    X_PAYMENT_RESPONSE,
 )
 from app.registry.models import UNREGISTERED, Capability, CapabilityStatus
 from app.registry.repository import RegistryRepository
 
-PAYMENT_REQUIRED = "PAYMENT-REQUIRED"
-PAYMENT_SIGNATURE = "PAYMENT-SIGNATURE"
-X_PAYMENT = "X-PAYMENT"
-PAYMENT_RESPONSE = "PAYMENT-RESPONSE"
-X_PAYMENT_RESPONSE = "X-PAYMENT-RESPONSE"
-EXPOSED_HEADERS = "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE"
 SCOPE_KEY = "x402.payment"  # the admitted payment, in the ASGI scope
 RESPONDER_KEY = "x402.responder"  # set by PaymentMiddleware: proof that someone will settle
 
@@ -64,7 +66,7 @@ class AdmittedPayment:
     agent_id: str
     version: int
     request_id: str
-    facilitator_body: dict[str, Any] = field(repr=False)
+    verification: Verification = field(repr=False)
     receipt: SettleResponse | None = None
 
     @property
@@ -115,17 +117,17 @@ class PaymentGate:
         header = headers.get(PAYMENT_SIGNATURE.lower()) or headers.get(X_PAYMENT.lower())
         if not header:
             raise _payment_required(offer, "Payment required")
-        body = _facilitator_body(header, offer)
-        payload = _parse(body)
+        request = _parse_payment(header, offer)
         try:
-            requirements_for(payload, offer)
+            requirements_for(request.payload, offer)
         except PaymentMismatch as mismatch:
             raise _payment_required(offer, f"{mismatch.reason}: {mismatch.message}") from None
-        verdict = await self._facilitator.verify(body)
+        verification = await self._facilitator.verify(request)
+        verdict = verification.response
         if not verdict.is_valid:
             raise _payment_required(offer, f"{verdict.invalid_reason}: {verdict.invalid_message or 'invalid payment'}")
         try:
-            authorization = parse_exact_evm_payload(payload.payload)
+            authorization = request.authorization  # parsed once, by the facilitator's checks already
         except ProtocolError as error:
             raise _payment_required(offer, f"{error.reason}: {error.message}") from None
         payer = to_checksum(authorization.payer)  # the claim key must not depend on how the header spells it
@@ -139,14 +141,25 @@ class PaymentGate:
                                            "already used for an earlier request; sign a new one")
         agent = await run_in_threadpool(self._registry.agent_by_wallet, payer)
         return AdmittedPayment(capability=capability, payer=payer, agent_id=agent.agent_id if agent else UNREGISTERED,
-                               version=payload.x402_version, request_id=request_id, facilitator_body=body)
+                               version=request.x402_version, request_id=request_id, verification=verification)
 
     async def settle(self, payment: AdmittedPayment) -> SettleResponse:
-        payment.receipt = await self._facilitator.settle(payment.facilitator_body)
+        payment.receipt = await self._facilitator.settle(payment.verification)
         return payment.receipt
 
     async def release(self, payment: AdmittedPayment) -> None:
         await run_in_threadpool(self._claims.release, payment.request_id)
+
+
+async def admit_into_scope(gate: PaymentGate, scope: Scope, capability_id: str) -> AdmittedPayment:
+    """Admit the request's payment for ``capability_id`` and put it where the settling middleware and the
+    handler find it (``scope[SCOPE_KEY]``, ``request.state.x402``). The one way in for the middleware's
+    gated paths, the ``require_payment`` dependency and the reverse proxy. Raises GatewayRefusal."""
+    request = Request(scope)
+    payment = await gate.admit(capability_id, str(request.url), {k.lower(): v for k, v in request.headers.items()})
+    scope[SCOPE_KEY] = payment
+    scope.setdefault("state", {})["x402"] = payment
+    return payment
 
 
 def _payment_required(offer: Offer, error: str) -> GatewayRefusal:
@@ -156,19 +169,15 @@ def _payment_required(offer: Offer, error: str) -> GatewayRefusal:
     )
 
 
-def _facilitator_body(header: str, offer: Offer) -> dict[str, Any]:
+def _parse_payment(header: str, offer: Offer) -> FacilitatorRequest:
+    """The payment header, decoded and parsed once, paired with what this offer requires of its version."""
     try:
         payload = decode_header(header)
-    except ProtocolError as error:
-        raise GatewayRefusal(400, {"error": error.reason, "message": f"payment header: {error.message}"}) from None
-    version = payload.get("x402Version")
-    requirements = offer.v1.to_wire() if version == 1 and offer.v1 is not None else offer.v2.to_wire()
-    return {"x402Version": version, "paymentPayload": payload, "paymentRequirements": requirements}
-
-
-def _parse(body: dict[str, Any]) -> Any:
-    try:
-        return parse_facilitator_request(body)[0]
+        version = payload.get("x402Version")
+        requirements = offer.v1.to_wire() if version == 1 and offer.v1 is not None else offer.v2.to_wire()
+        return parse_facilitator_request(
+            {"x402Version": version, "paymentPayload": payload, "paymentRequirements": requirements}
+        )
     except ProtocolError as error:
         raise GatewayRefusal(400, {"error": error.reason, "message": f"payment header: {error.message}"}) from None
 
@@ -201,15 +210,11 @@ class PaymentMiddleware:
         scope[RESPONDER_KEY] = True
         capability_id = self._route_capability(scope)
         if capability_id is not None:
-            request = Request(scope)
             try:
-                scope[SCOPE_KEY] = await self._gate(scope).admit(
-                    capability_id, str(request.url), {k.lower(): v for k, v in request.headers.items()}
-                )
+                await admit_into_scope(self._gate(scope), scope, capability_id)
             except GatewayRefusal as refusal:
                 await refusal.send(send)
                 return
-            scope.setdefault("state", {})["x402"] = scope[SCOPE_KEY]
         await self._app(scope, receive, _SettlingSend(scope, send, self._gate))
 
     def _route_capability(self, scope: Scope) -> str | None:
@@ -271,11 +276,7 @@ def require_payment(capability_id: str) -> Callable[[Request], Awaitable[Admitte
     async def dependency(request: Request) -> AdmittedPayment:
         if not request.scope.get(RESPONDER_KEY):
             raise RuntimeError("require_payment needs PaymentMiddleware installed on the app to settle payments")
-        gate = request.app.state.x402_gate(request.scope)
-        payment = await gate.admit(capability_id, str(request.url),
-                                   {k.lower(): v for k, v in request.headers.items()})
-        request.scope[SCOPE_KEY] = payment
-        return payment
+        return await admit_into_scope(request.app.state.x402_gate(request.scope), request.scope, capability_id)
 
     return dependency
 

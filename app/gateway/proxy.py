@@ -41,17 +41,8 @@ from starlette.responses import StreamingResponse
 
 from app.deps import get_payment_gate, get_registry
 from app.errors import BadRequest, NotFound, ServiceError
-from app.gateway.paywall import (
-    PAYMENT_REQUIRED,
-    PAYMENT_RESPONSE,
-    PAYMENT_SIGNATURE,
-    RESPONDER_KEY,
-    SCOPE_KEY,
-    X_PAYMENT,
-    X_PAYMENT_RESPONSE,
-    AdmittedPayment,
-    PaymentGate,
-)
+from app.gateway.paywall import RESPONDER_KEY, SCOPE_KEY, AdmittedPayment, PaymentGate, admit_into_scope
+from app.protocol.headers import PAYMENT_HEADERS
 from app.registry.models import Capability
 from app.registry.service import RegistryService
 
@@ -70,9 +61,7 @@ _HOP_BY_HOP = frozenset({
     "connection", "keep-alive", "proxy-connection", "te", "trailer", "trailers", "transfer-encoding",
     "upgrade", "host", "expect",
 })
-_PAYMENT_HEADERS = frozenset(
-    name.lower() for name in (PAYMENT_SIGNATURE, X_PAYMENT, PAYMENT_REQUIRED, PAYMENT_RESPONSE, X_PAYMENT_RESPONSE)
-)
+_PAYMENT_HEADERS = frozenset(name.lower() for name in PAYMENT_HEADERS)
 _IDENTITY_HEADERS = frozenset({PAYER_HEADER.lower(), AGENT_HEADER.lower()})
 # Set by our own server on the way out (the body is re-framed, uvicorn adds Date and Server): the
 # upstream's copies would be duplicates.
@@ -157,10 +146,7 @@ async def proxied_capability(
         raise NotFound(f"capability {capability_id!r} has no upstream URL, so it is not served through /cap/; "
                        "call it at its own route" + (f" ({capability.route})" if capability.route else ""),
                        reason="capability_not_proxied")
-    payment = await gate.admit(capability_id, str(request.url),
-                                               {k.lower(): v for k, v in request.headers.items()})
-    request.scope[SCOPE_KEY] = payment
-    request.scope.setdefault("state", {})["x402"] = payment
+    payment = await admit_into_scope(gate, request.scope, capability_id)
     return payment.capability
 
 

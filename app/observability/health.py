@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from starlette.concurrency import run_in_threadpool
 
+from app.chain.blocks import chain_head
 from app.chain.keys import HotWallet
 from app.chain.rpc import RpcClient, RpcError, RpcUnavailable
 from app.chain.token import read_token_metadata
@@ -55,18 +56,12 @@ async def _network_health(config: NetworkConfig, rpc: RpcClient) -> dict[str, An
 
 
 async def _read_network(config: NetworkConfig, rpc: RpcClient) -> dict[str, Any]:
-    chain_id_hex, block_hex, finalized = await rpc.batch(
-        [("eth_chainId", []), ("eth_blockNumber", []), ("eth_getBlockByNumber", ["finalized", False])]
-    )
-    for result in (chain_id_hex, block_hex):
-        if isinstance(result, Exception):
-            raise result
-    chain_id = int(str(chain_id_hex), 16)
-    report: dict[str, Any] = {"chainId": chain_id, "latestBlock": int(str(block_hex), 16),
+    head = await chain_head(rpc)
+    report: dict[str, Any] = {"chainId": head.chain_id, "latestBlock": head.latest_block,
                               # settlements at or below it can be finalized; None: no finality tag yet
-                              "finalizedBlock": _block_number(finalized)}
-    if chain_id != config.chain_id:
-        return {"status": "error", **report, "error": f"RPC serves chain {chain_id}, expected {config.chain_id}"}
+                              "finalizedBlock": head.finalized_block}
+    if head.chain_id != config.chain_id:
+        return {"status": "error", **report, "error": f"RPC serves chain {head.chain_id}, expected {config.chain_id}"}
     tokens = []
     for asset in config.assets:
         metadata = await read_token_metadata(rpc, asset.address)
@@ -75,13 +70,6 @@ async def _read_network(config: NetworkConfig, rpc: RpcClient) -> dict[str, Any]
              "decimals": metadata.decimals}
         )
     return {"status": "ok", **report, "tokens": tokens}
-
-
-def _block_number(block: Any) -> int | None:
-    """The number of a block object, None for an error or an unknown block (finality is not required)."""
-    if isinstance(block, dict) and isinstance(block.get("number"), str):
-        return int(block["number"], 16)
-    return None
 
 
 def _first_line(error: BaseException) -> str:

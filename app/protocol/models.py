@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StrictInt, ValidationError
@@ -314,9 +315,33 @@ def _protocol_version(value: object, where: str) -> int:
     return value
 
 
-def parse_facilitator_request(
-    body: dict[str, Any],
-) -> tuple[PaymentPayload, PaymentRequirements] | tuple[PaymentPayloadV1, PaymentRequirementsV1]:
+@dataclass(frozen=True)
+class FacilitatorRequest:
+    """A parsed ``/verify`` or ``/settle`` body: the payment and the requirements it claims to satisfy.
+
+    Parsed once where it arrives (the facilitator's route, or the gateway's payment header) and
+    handed on as it is: only a remote facilitator turns it back into JSON (:meth:`to_wire`).
+    """
+
+    payload: PaymentPayload | PaymentPayloadV1
+    requirements: PaymentRequirements | PaymentRequirementsV1
+
+    @cached_property
+    def authorization(self) -> Authorization:
+        """The EVM ``exact`` payload's signed authorization, parsed on first use and then kept.
+        Raises ProtocolError(invalid_payload) for a malformed one."""
+        return parse_exact_evm_payload(self.payload.payload)
+
+    @property
+    def x402_version(self) -> int:
+        return self.payload.x402_version
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"x402Version": self.payload.x402_version, "paymentPayload": self.payload.to_wire(),
+                "paymentRequirements": self.requirements.to_wire()}
+
+
+def parse_facilitator_request(body: dict[str, Any]) -> FacilitatorRequest:
     """Parse a ``/verify`` or ``/settle`` body ``{x402Version, paymentPayload, paymentRequirements}``.
 
     The protocol version is ``paymentPayload.x402Version``; the requirements are parsed with the same
@@ -354,7 +379,7 @@ def parse_facilitator_request(
         requirements_v1 = _validate(
             PaymentRequirementsV1, raw_requirements, Reason.invalid_payment_requirements, "paymentRequirements"
         )
-        return payload_v1, requirements_v1
+        return FacilitatorRequest(payload_v1, requirements_v1)
 
     if "amount" not in raw_requirements and "maxAmountRequired" in raw_requirements:
         raise ProtocolError(
@@ -365,7 +390,7 @@ def parse_facilitator_request(
     requirements_v2 = _validate(
         PaymentRequirements, raw_requirements, Reason.invalid_payment_requirements, "paymentRequirements"
     )
-    return payload_v2, requirements_v2
+    return FacilitatorRequest(payload_v2, requirements_v2)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -40,7 +40,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from app.chain.logs import (
     DEFAULT_CHUNK,
     AuthorizationUsedEvent,
-    ReceiptInfo,
     TokenEvent,
     TransactionInfo,
     TransferEvent,
@@ -49,6 +48,7 @@ from app.chain.logs import (
     fetch_transactions,
     latest_block,
 )
+from app.chain.receipts import Receipt
 from app.chain.rpc import RpcClient, RpcError, RpcUnavailable
 from app.config import AssetConfig, NetworkConfig
 from app.errors import BadRequest, ServiceUnavailable
@@ -260,7 +260,7 @@ class _Reconciliation:
     # -- comparing -----------------------------------------------------------------------------------
 
     def _compare(self, rows: list[Settlement], payments: list[ChainPayment],
-                 senders: Mapping[str, TransactionInfo | None], receipts: Mapping[str, ReceiptInfo | None]) -> None:
+                 senders: Mapping[str, TransactionInfo | None], receipts: Mapping[str, Receipt | None]) -> None:
         by_key = {payment.key: payment for payment in payments}
         by_tx: dict[str, list[ChainPayment]] = defaultdict(list)
         for payment in payments:
@@ -309,7 +309,7 @@ class _Reconciliation:
         return f"{exact} {asset.symbol} ({value} atomic units)"
 
     def _check_row(self, row: Settlement, payment: ChainPayment | None,
-                   senders: Mapping[str, TransactionInfo | None], receipts: Mapping[str, ReceiptInfo | None]) -> None:
+                   senders: Mapping[str, TransactionInfo | None], receipts: Mapping[str, Receipt | None]) -> None:
         state = SettlementState(row.state)
         if state in SUCCESS_STATES:
             if payment is None:
@@ -332,7 +332,7 @@ class _Reconciliation:
                           f"in block {receipt.block_number}", row=row, block_number=receipt.block_number,
                           expected="confirmed" if receipt.status == 1 else "failed", actual=state.value)
 
-    def _settled_without_payment(self, row: Settlement, receipt: ReceiptInfo | None) -> None:
+    def _settled_without_payment(self, row: Settlement, receipt: Receipt | None) -> None:
         missing = DiscrepancyKind.MISSING_ON_CHAIN
         if not row.tx_hash:
             self._add(missing, f"settlement {row.id} is {row.state} but records no transaction", row=row,

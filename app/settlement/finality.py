@@ -21,9 +21,10 @@ from dataclasses import dataclass, field
 from starlette.concurrency import run_in_threadpool
 
 from app.chain.blocks import finalized_head, receipts
+from app.chain.receipts import Receipt
 from app.chain.rpc import RpcClient, RpcUnavailable
 from app.config import NetworkConfig
-from app.settlement.models import Settlement, SettlementState
+from app.settlement.models import Settlement
 from app.settlement.repository import SettlementRepository
 
 log = logging.getLogger(__name__)
@@ -82,18 +83,15 @@ class FinalityWatcher:
             found = await receipts(rpc, [row.tx_hash or "" for row in rows])
             for row, receipt in zip(rows, found, strict=True):
                 if _still_in_recorded_block(row, receipt):
-                    if await run_in_threadpool(self._settlements.transition, row.id,
-                                               from_states=[SettlementState.CONFIRMED],
-                                               to_state=SettlementState.FINALIZED):
+                    if await run_in_threadpool(self._settlements.mark_finalized, row.id):
                         outcome.finalized += 1
                 else:
                     outcome.displaced.append(row.tx_hash or "")
                     log.warning("settlement %s: transaction %s is no longer in block %s (%s); left confirmed "
                                 "for reconciliation", row.id, row.tx_hash, row.block_hash,
-                                "receipt gone" if receipt is None else f"now in {receipt.get('blockHash')}")
+                                "receipt gone" if receipt is None else f"now in {receipt.block_hash}")
 
 
-def _still_in_recorded_block(row: Settlement, receipt: dict | None) -> bool:
-    return (receipt is not None and row.block_hash is not None
-            and str(receipt.get("blockHash", "")).lower() == row.block_hash.lower()
-            and int(str(receipt.get("status", "0x0")), 16) == 1)
+def _still_in_recorded_block(row: Settlement, receipt: Receipt | None) -> bool:
+    return (receipt is not None and row.block_hash is not None and receipt.succeeded
+            and receipt.block_hash == row.block_hash.lower())

@@ -30,6 +30,38 @@ TERMINAL_STATES = frozenset({SettlementState.CONFIRMED, SettlementState.FINALIZE
 SUCCESS_STATES = frozenset({SettlementState.CONFIRMED, SettlementState.FINALIZED})
 
 
+class Transition(StrEnum):
+    """The named moves of a settlement; each is one conditional UPDATE from its source states."""
+
+    SUBMIT = "submit"  # verified -> submitted: the signed transaction (hash, raw bytes) is stored before broadcast
+    CONFIRM = "confirm"  # submitted -> confirmed: a receipt with the expected Transfer; books the journal lines
+    FAIL = "fail"  # verified | submitted -> failed: could never be sent, refused, or reverted
+    EXPIRE = "expire"  # verified -> expired: the authorization's window passed before it could be sent
+    FINALIZE = "finalize"  # confirmed -> finalized: the chain's finalized block covers it
+    REVERSE = "reverse"  # confirmed | finalized -> failed: undone, with a reversing line for each journal line
+
+
+_VERIFIED, _SUBMITTED = SettlementState.VERIFIED, SettlementState.SUBMITTED
+_CONFIRMED, _FINALIZED = SettlementState.CONFIRMED, SettlementState.FINALIZED
+TRANSITIONS: dict[Transition, tuple[frozenset[SettlementState], SettlementState]] = {
+    Transition.SUBMIT: (frozenset({_VERIFIED}), _SUBMITTED),
+    Transition.CONFIRM: (frozenset({_SUBMITTED}), _CONFIRMED),
+    Transition.FAIL: (frozenset({_VERIFIED, _SUBMITTED}), SettlementState.FAILED),
+    Transition.EXPIRE: (frozenset({_VERIFIED}), SettlementState.EXPIRED),
+    Transition.FINALIZE: (frozenset({_CONFIRMED}), _FINALIZED),
+    Transition.REVERSE: (frozenset({_CONFIRMED, _FINALIZED}), SettlementState.FAILED),
+}
+
+# The timestamp column each target state stamps when a row moves into it.
+STATE_STAMPS: dict[SettlementState, str] = {
+    SettlementState.SUBMITTED: "submitted_at",
+    SettlementState.CONFIRMED: "confirmed_at",
+    SettlementState.FINALIZED: "finalized_at",
+    SettlementState.FAILED: "failed_at",
+    SettlementState.EXPIRED: "failed_at",
+}
+
+
 class Settlement(SQLModel, table=True):
     __tablename__ = "settlements"
     __table_args__ = (UniqueConstraint("network", "asset", "payer", "nonce", name="uq_settlement_authorization"),)

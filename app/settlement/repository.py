@@ -1,6 +1,7 @@
 """SQL for settlements and signer nonces: the only place that touches these tables.
 
-Every state change is one conditional UPDATE (``WHERE state IN (...)``); a result of zero rows
+Every state change is a named transition (``mark_submitted``, ``mark_confirmed``, ...) from the table in
+``app.settlement.models.TRANSITIONS``: one conditional UPDATE (``WHERE state IN (...)``); a result of zero rows
 means another request, thread or replica owns the row, and the caller must re-read it.
 """
 
@@ -13,12 +14,21 @@ from typing import Any
 from sqlalchemy import func, insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.dml import Update
 from sqlmodel import Session
 
 from app.db.clock import utc_now
 from app.db.engine import write_connection, write_session
 from app.settlement.journal import reversal_of, settlement_lines
-from app.settlement.models import SUCCESS_STATES, JournalLine, Settlement, SettlementState, SignerNonce
+from app.settlement.models import (
+    STATE_STAMPS,
+    TRANSITIONS,
+    JournalLine,
+    Settlement,
+    SettlementState,
+    SignerNonce,
+    Transition,
+)
 
 
 @dataclass(frozen=True)
@@ -60,33 +70,74 @@ class SettlementRepository:
             return None
         return settlement
 
-    def transition(
-        self,
-        settlement_id: int,
-        *,
-        from_states: Iterable[SettlementState],
-        to_state: SettlementState,
-        **changes: object,
-    ) -> bool:
-        """Move one row from any of ``from_states`` to ``to_state``; False when it was not in them."""
-        now = utc_now()
-        timestamps: dict[str, object] = {"updated_at": now}
-        stamp_field = {
-            SettlementState.SUBMITTED: "submitted_at",
-            SettlementState.CONFIRMED: "confirmed_at",
-            SettlementState.FINALIZED: "finalized_at",
-            SettlementState.FAILED: "failed_at",
-            SettlementState.EXPIRED: "failed_at",
-        }.get(to_state)
-        if stamp_field:
-            timestamps[stamp_field] = now
-        statement = (
-            update(Settlement)
-            .where(Settlement.id == settlement_id, Settlement.state.in_([s.value for s in from_states]))
-            .values(state=to_state.value, **timestamps, **changes)
-        )
+    # ------------------------------------------------------------------------ named transitions
+
+    def mark_submitted(self, settlement_id: int, *, signer: str, tx_nonce: int, tx_hash: str,
+                       raw_transaction: str) -> bool:
+        """verified -> submitted, storing the signed transaction before it is broadcast (so a crash after
+        this never loses its hash, and a restart can resend it); False when someone else owns the row."""
+        return self._move(settlement_id, Transition.SUBMIT, signer=signer, tx_nonce=tx_nonce, tx_hash=tx_hash,
+                          raw_transaction=raw_transaction)
+
+    def mark_confirmed(self, settlement_id: int, *, block_number: int, block_hash: str | None = None,
+                       gas_used: int | None = None, effective_gas_price: int | None = None) -> bool:
+        """submitted -> confirmed and the journal lines, in ONE transaction: the ledger never shows a
+        confirmed settlement without its money, nor money without its settlement."""
+        statement = self._statement(
+            settlement_id, Transition.CONFIRM, block_number=block_number, block_hash=block_hash,
+            gas_used=gas_used, effective_gas_price=effective_gas_price,
+        ).returning(*Settlement.__table__.columns)
         with write_connection(self._engine) as connection:
-            return connection.execute(statement).rowcount == 1
+            confirmed = connection.execute(statement).one_or_none()
+            if confirmed is None:  # not submitted (any more): someone else confirmed or failed it
+                return False
+            lines = settlement_lines(Settlement(**confirmed._mapping))
+            connection.execute(insert(JournalLine), [line.model_dump(exclude={"id"}) for line in lines])
+            return True
+
+    def mark_failed(self, settlement_id: int, *, reason: str, message: str, **block: object) -> bool:
+        """verified | submitted -> failed (never sent, refused, or reverted: ``block`` then says where)."""
+        return self._move(settlement_id, Transition.FAIL, error_reason=reason, error_message=message, **block)
+
+    def mark_expired(self, settlement_id: int, *, reason: str, message: str) -> bool:
+        """verified -> expired: the authorization's window closed before anyone sent it."""
+        return self._move(settlement_id, Transition.EXPIRE, error_reason=reason, error_message=message)
+
+    def mark_finalized(self, settlement_id: int) -> bool:
+        """confirmed -> finalized."""
+        return self._move(settlement_id, Transition.FINALIZE)
+
+    def mark_reversed(self, settlement_id: int, *, reason: str, memo: str) -> bool:
+        """confirmed | finalized -> failed, with a reversing line for each of its journal lines, atomically
+        (e.g. its block was reorganised away, or reconciliation found it reverted)."""
+        statement = self._statement(settlement_id, Transition.REVERSE, error_reason=reason, error_message=memo)
+        with write_session(self._engine) as session:
+            if session.exec(statement).rowcount != 1:
+                session.rollback()
+                return False
+            originals = session.exec(
+                select(JournalLine).where(JournalLine.settlement_id == settlement_id,
+                                          JournalLine.reverses_id.is_(None))
+            ).scalars().all()
+            session.add_all([reversal_of(line, memo) for line in originals])
+            session.commit()
+            return True
+
+    def _move(self, settlement_id: int, transition: Transition, **changes: object) -> bool:
+        with write_connection(self._engine) as connection:
+            return connection.execute(self._statement(settlement_id, transition, **changes)).rowcount == 1
+
+    @staticmethod
+    def _statement(settlement_id: int, transition: Transition, **changes: object) -> Update:
+        """The one conditional UPDATE of ``transition``: zero rows means the row was not in a source state."""
+        sources, target = TRANSITIONS[transition]
+        now = utc_now()
+        stamps = {"updated_at": now, STATE_STAMPS[target]: now}
+        return (
+            update(Settlement)
+            .where(Settlement.id == settlement_id, Settlement.state.in_(sorted(state.value for state in sources)))
+            .values(state=target.value, **stamps, **changes)
+        )
 
     def confirmed_through(self, network: str, block_number: int, *, after_id: int = 0, limit: int
                           ) -> list[Settlement]:
@@ -101,46 +152,6 @@ class SettlementRepository:
         )
         with Session(self._engine) as session:
             return list(session.exec(statement).scalars().all())
-
-    def confirm(self, settlement_id: int, **block: object) -> bool:
-        """submitted -> confirmed and the journal lines, in ONE transaction: the ledger never shows a
-        confirmed settlement without its money, nor money without its settlement."""
-        now = utc_now()
-        statement = (
-            update(Settlement)
-            .where(Settlement.id == settlement_id, Settlement.state == SettlementState.SUBMITTED.value)
-            .values(state=SettlementState.CONFIRMED.value, confirmed_at=now, updated_at=now, **block)
-            .returning(*Settlement.__table__.columns)
-        )
-        with write_connection(self._engine) as connection:
-            confirmed = connection.execute(statement).one_or_none()
-            if confirmed is None:  # not submitted (any more): someone else confirmed or failed it
-                return False
-            lines = settlement_lines(Settlement(**confirmed._mapping))
-            connection.execute(insert(JournalLine), [line.model_dump(exclude={"id"}) for line in lines])
-            return True
-
-    def reverse(self, settlement_id: int, *, to_state: SettlementState, reason: str, memo: str) -> bool:
-        """Undo a confirmed settlement (e.g. its block was reorged away or reconciliation found it
-        reverted): move it to ``to_state`` and book a reversing line for each of its lines, atomically."""
-        now = utc_now()
-        statement = (
-            update(Settlement)
-            .where(Settlement.id == settlement_id,
-                   Settlement.state.in_([s.value for s in SUCCESS_STATES]))
-            .values(state=to_state.value, error_reason=reason, error_message=memo, failed_at=now, updated_at=now)
-        )
-        with write_session(self._engine) as session:
-            if session.exec(statement).rowcount != 1:
-                session.rollback()
-                return False
-            originals = session.exec(
-                select(JournalLine).where(JournalLine.settlement_id == settlement_id,
-                                          JournalLine.reverses_id.is_(None))
-            ).scalars().all()
-            session.add_all([reversal_of(line, memo) for line in originals])
-            session.commit()
-            return True
 
     def in_states(self, states: Iterable[SettlementState], limit: int = 1000) -> list[Settlement]:
         with Session(self._engine) as session:

@@ -65,8 +65,8 @@ async def test_many_waiters_are_answered_from_shared_batches(rpc, counting, anvi
         receipts = await asyncio.gather(*waits)
     finally:
         anvil.rpc("evm_setAutomine", [True])
-    assert [receipt["transactionHash"] for receipt in receipts] == [*hashes, hashes[0]]
-    assert all(receipt["status"] == "0x1" for receipt in receipts)
+    assert [receipt.tx_hash for receipt in receipts] == [*hashes, hashes[0]]
+    assert all(receipt.status == 1 for receipt in receipts)
     assert 2 <= len(counting.batches) <= 12  # one request per poll, not one per transaction per poll
     assert max(len(batch) for batch in counting.batches) == 12  # the duplicate waiter shares its slot
     assert not watcher._pending and not watcher._waiters  # nothing kept once everyone is answered
@@ -84,7 +84,7 @@ async def test_a_new_hash_is_polled_at_once_not_at_the_next_interval(rpc, anvil,
         await asyncio.sleep(0.02)
     started = time.monotonic()
     receipt = await watcher.wait(tx_hash, timeout=8)
-    assert receipt is not None and receipt["transactionHash"] == tx_hash
+    assert receipt is not None and receipt.tx_hash == tx_hash
     assert time.monotonic() - started < 1
     never.cancel()
 
@@ -97,7 +97,7 @@ async def test_more_pending_hashes_than_one_batch_holds_are_all_polled(rpc, coun
     waits = [watcher.wait("0x" + f"{index:064x}", timeout=2) for index in range(1, 5)]
     receipts = await asyncio.gather(*waits, *(watcher.wait(tx_hash, timeout=1) for tx_hash in hashes))
     assert receipts[:4] == [None] * 4
-    assert [receipt["transactionHash"] for receipt in receipts[4:]] == hashes
+    assert [receipt.tx_hash for receipt in receipts[4:]] == hashes
     assert max(len(batch) for batch in counting.batches) == 2
 
 
@@ -133,5 +133,5 @@ async def test_a_cancelled_waiter_does_not_take_the_answer_from_another(rpc, anv
         receipt = await patient
     finally:
         anvil.rpc("evm_setAutomine", [True])
-    assert receipt is not None and receipt["transactionHash"] == tx_hash
+    assert receipt is not None and receipt.tx_hash == tx_hash
     assert impatient.cancelled()

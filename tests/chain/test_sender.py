@@ -128,9 +128,9 @@ async def test_a_signed_transfer_is_mined_and_moves_the_tokens(
 
     receipt = await ReceiptWatcher(rpc).wait(tx_hash, timeout=10)
     assert receipt is not None
-    assert receipt["status"] == "0x1" and receipt["type"] == "0x2"
-    assert receipt["from"].lower() == anvil.wallets.facilitator.address.lower()
-    assert find_transfer(receipt["logs"], token.address, payer.address, payee.address, AMOUNT)
+    assert receipt.status == 1 and receipt.tx_type == 2
+    assert receipt.sender.lower() == anvil.wallets.facilitator.address.lower()
+    assert find_transfer(list(receipt.logs), token.address, payer.address, payee.address, AMOUNT)
     after = [token.functions.balanceOf(a).call() for a in (payer.address, payee.address)]
     assert after == [before[0] - AMOUNT, before[1] + AMOUNT]
     assert await pending_nonce(rpc, anvil.wallets.facilitator.address) == nonce + 1

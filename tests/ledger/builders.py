@@ -9,7 +9,7 @@ from sqlalchemy import update
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from app.settlement.models import JournalLine, Settlement, SettlementState
+from app.settlement.models import JournalLine, Settlement
 from app.settlement.repository import SettlementRepository
 
 NETWORK = "eip155:84532"
@@ -49,10 +49,9 @@ def confirm(engine: Engine, row: Settlement, *, gas_used: int = 0, gas_price: in
     """
     repository = SettlementRepository(engine)
     created = record(engine, row)
-    assert repository.transition(created.id, from_states=[SettlementState.VERIFIED],
-                                 to_state=SettlementState.SUBMITTED, signer=SIGNER,
-                                 tx_hash=f"0x{created.id:064x}")
-    assert repository.confirm(created.id, gas_used=gas_used, effective_gas_price=gas_price, block_number=1)
+    assert repository.mark_submitted(created.id, signer=SIGNER, tx_nonce=created.id, tx_hash=f"0x{created.id:064x}",
+                                     raw_transaction="0x")
+    assert repository.mark_confirmed(created.id, gas_used=gas_used, effective_gas_price=gas_price, block_number=1)
     if booked_at is not None:
         backdate(engine, created.id, booked_at)
     return created
@@ -70,8 +69,7 @@ def backdate(engine: Engine, settlement_id: int, booked_at: datetime, *, reversa
 
 
 def reverse(engine: Engine, settlement_id: int, *, booked_at: datetime | None = None) -> None:
-    assert SettlementRepository(engine).reverse(settlement_id, to_state=SettlementState.FAILED,
-                                                reason="reorged", memo="block reorged away")
+    assert SettlementRepository(engine).mark_reversed(settlement_id, reason="reorged", memo="block reorged away")
     if booked_at is not None:
         backdate(engine, settlement_id, booked_at, reversals=True)
 
@@ -80,6 +78,5 @@ def fail(engine: Engine, row: Settlement) -> Settlement:
     """Record ``row`` and let it fail before confirmation: no journal lines."""
     repository = SettlementRepository(engine)
     created = record(engine, row)
-    assert repository.transition(created.id, from_states=[SettlementState.VERIFIED],
-                                 to_state=SettlementState.FAILED, error_reason="reverted")
+    assert repository.mark_failed(created.id, reason="reverted", message="reverted")
     return created

@@ -70,7 +70,8 @@ def rejection(body: object) -> ProtocolError:
 
 
 def test_v2_body() -> None:
-    payload, req = parse_facilitator_request(v2_body())
+    request = parse_facilitator_request(v2_body())
+    payload, req = request.payload, request.requirements
     assert isinstance(payload, PaymentPayload)
     assert isinstance(req, PaymentRequirements)
     assert payload_scheme(payload) == "exact"
@@ -81,7 +82,8 @@ def test_v2_body() -> None:
 
 
 def test_v1_body() -> None:
-    payload, req = parse_facilitator_request(v1_body())
+    request = parse_facilitator_request(v1_body())
+    payload, req = request.payload, request.requirements
     assert isinstance(payload, PaymentPayloadV1)
     assert isinstance(req, PaymentRequirementsV1)
     assert payload_scheme(payload) == "exact"
@@ -93,7 +95,7 @@ def test_v1_body() -> None:
 def test_top_level_version_may_be_absent() -> None:
     body = v2_body()
     del body["x402Version"]
-    assert isinstance(parse_facilitator_request(body)[0], PaymentPayload)
+    assert isinstance(parse_facilitator_request(body).payload, PaymentPayload)
 
 
 # --- versions --------------------------------------------------------------------------------------
@@ -237,7 +239,7 @@ def test_bad_required_amount_is_invalid_payment_requirements(amount: object) -> 
 def test_authorization_value_out_of_range_is_invalid_payload(value: object) -> None:
     body = v2_body()
     body["paymentPayload"]["payload"]["authorization"]["value"] = value
-    payload, _ = parse_facilitator_request(body)  # the envelope is well-formed ...
+    payload = parse_facilitator_request(body).payload  # the envelope is well-formed ...
     with pytest.raises(ProtocolError) as info:  # ... the scheme payload is not
         parse_exact_evm_payload(payload.payload)
     assert info.value.reason is Reason.invalid_payload
@@ -263,7 +265,8 @@ def test_v2_network_must_be_caip2() -> None:
     body = v2_body()
     body["paymentRequirements"]["network"] = "base-sepolia"
     body["paymentPayload"]["accepted"]["network"] = "base-sepolia"
-    payload, req = parse_facilitator_request(body)
+    request = parse_facilitator_request(body)
+    payload, req = request.payload, request.requirements
     for call in (lambda: requirement_network(req), lambda: payload_network(payload)):
         with pytest.raises(ProtocolError) as info:
             call()
@@ -274,7 +277,8 @@ def test_v1_unknown_network_name_is_invalid_network() -> None:
     body = v1_body()
     body["paymentRequirements"]["network"] = "base-mainnet"
     body["paymentPayload"]["network"] = "base-mainnet"
-    payload, req = parse_facilitator_request(body)
+    request = parse_facilitator_request(body)
+    payload, req = request.payload, request.requirements
     for call in (lambda: requirement_network(req), lambda: payload_network(payload)):
         with pytest.raises(ProtocolError) as info:
             call()

@@ -30,9 +30,9 @@ EPOCHS = 70  # anvil's finalized block trails the latest by 64 (two epochs of 32
 
 def confirmed_at_block(repository: SettlementRepository, engine, block_number: int, **fields) -> Settlement:
     row = record(engine, settlement(value=1, **fields))
-    assert repository.transition(row.id, from_states=[SettlementState.VERIFIED], to_state=SettlementState.SUBMITTED,
-                                 signer=SIGNER, tx_hash=f"0x{row.id:064x}")
-    assert repository.confirm(row.id, block_number=block_number, block_hash=f"0x{block_number:064x}")
+    assert repository.mark_submitted(row.id, signer=SIGNER, tx_nonce=row.id, tx_hash=f"0x{row.id:064x}",
+                                     raw_transaction="0x")
+    assert repository.mark_confirmed(row.id, block_number=block_number, block_hash=f"0x{block_number:064x}")
     return row
 
 
@@ -44,8 +44,7 @@ def test_confirmed_rows_are_listed_up_to_a_block_per_network_with_a_cursor(engin
     confirmed_at_block(repository, engine, 30)
     confirmed_at_block(repository, engine, 5, network="eip155:8453")
     finalized = confirmed_at_block(repository, engine, 1)
-    assert repository.transition(finalized.id, from_states=[SettlementState.CONFIRMED],
-                                 to_state=SettlementState.FINALIZED)
+    assert repository.mark_finalized(finalized.id)
 
     listed = repository.confirmed_through(BASE_SEPOLIA, 20, limit=10)
     assert [row.id for row in listed] == [low.id, middle.id]
