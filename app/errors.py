@@ -6,9 +6,13 @@ Routers never invent a status; they raise one of these and the handler installed
 
 from __future__ import annotations
 
+from collections import defaultdict
+from typing import Any
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 
 class ServiceError(Exception):
@@ -61,6 +65,31 @@ class ServiceUnavailable(ServiceError):
 
     status_code = 503
     reason = "service_unavailable"
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: a machine-readable reason code and a sentence for a person."""
+
+    error: str = Field(description="the reason code, e.g. malformed_request, unauthorized, capability_not_found")
+    message: str = Field(description="what was wrong, naming the field or the limit")
+
+
+ErrorSpec = type[ServiceError] | tuple[type[ServiceError], str]
+
+
+def error_responses(*errors: ErrorSpec) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for the errors a route may answer, each status listing its reason codes.
+
+    An entry is an error class (its own status and reason) or ``(class, reason)`` for a reason given
+    where the error is raised.
+    """
+    reasons: dict[int, list[str]] = defaultdict(list)
+    for spec in errors:
+        error, reason = spec if isinstance(spec, tuple) else (spec, spec.reason)
+        if reason not in reasons[error.status_code]:
+            reasons[error.status_code].append(reason)
+    return {status: {"model": ErrorBody, "description": "reason codes: " + ", ".join(codes)}
+            for status, codes in sorted(reasons.items())}
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -16,6 +16,7 @@ from app.gateway.paywall import install_paywall
 from app.gateway.proxy import router as proxy_router
 from app.ledger.routes import router as ledger_router
 from app.observability.routes import router as health_router
+from app.openapi import install_openapi
 from app.reconciliation.routes import router as reconcile_router
 from app.registry.routes import router as registry_router
 from app.wiring import Service
@@ -44,6 +45,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     install_error_handlers(app)
+    install_openapi(app)
     install_paywall(app, lambda scope: scope["app"].state.service.payment_gate)
     app.include_router(health_router)
     app.include_router(facilitator_router)

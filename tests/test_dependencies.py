@@ -20,7 +20,7 @@ import pytest
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parent.parent
-FIRST_PARTY = {"app", "tests"}
+FIRST_PARTY = {"app", "tests", "scripts"}
 LOCK_FILES = ("requirements.lock", "requirements-test.lock")
 
 

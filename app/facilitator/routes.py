@@ -13,47 +13,37 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from app.access.dependencies import require_facilitator_caller
+from app.bodies import read_json_object
 from app.deps import get_facilitator
-from app.errors import BadRequest, PayloadTooLarge
+from app.errors import BadRequest, Forbidden, PayloadTooLarge, Unauthorized, error_responses
+from app.facilitator.schemas import FacilitatorRequestBody
 from app.facilitator.service import Facilitator
+from app.openapi import body_of
 from app.protocol import (
-    MAX_BODY_BYTES,
     ProtocolError,
-    Reason,
     SettleResponse,
+    SupportedResponse,
     VerifyResponse,
-    decode_json_body,
     parse_facilitator_request,
 )
 
 router = APIRouter(tags=["facilitator"])
 
 
-async def _read_body(request: Request) -> dict[str, Any]:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise PayloadTooLarge(f"body is {declared} bytes, more than the limit of {MAX_BODY_BYTES}")
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"body is more than the limit of {MAX_BODY_BYTES} bytes")
-    try:
-        return decode_json_body(bytes(body))
-    except ProtocolError as error:
-        if error.reason == Reason.request_too_large:
-            raise PayloadTooLarge(error.message) from None
-        raise BadRequest(error.message, reason=error.reason) from None
-
-
-@router.get("/supported", summary="The (x402Version, scheme, network) kinds this facilitator settles")
+@router.get("/supported", summary="The (x402Version, scheme, network) kinds this facilitator settles",
+            responses={200: {"model": SupportedResponse}})
 async def supported(facilitator: Facilitator = Depends(get_facilitator)) -> JSONResponse:
     return JSONResponse(facilitator.supported().to_wire())
 
 
-@router.post("/verify", dependencies=[Depends(require_facilitator_caller)], summary="Verify a payment")
+_PAYMENT_BODY = body_of(FacilitatorRequestBody, description="the x402 facilitator request (v2 or v1)")
+_REFUSED = error_responses(BadRequest, Unauthorized, Forbidden, PayloadTooLarge)
+
+
+@router.post("/verify", dependencies=[Depends(require_facilitator_caller)], summary="Verify a payment",
+             openapi_extra=_PAYMENT_BODY, responses={200: {"model": VerifyResponse}, **_REFUSED})
 async def verify(request: Request, facilitator: Facilitator = Depends(get_facilitator)) -> JSONResponse:
-    body = await _read_body(request)
+    body = await read_json_object(request)
     try:
         payment = parse_facilitator_request(body)
     except ProtocolError as error:
@@ -62,9 +52,10 @@ async def verify(request: Request, facilitator: Facilitator = Depends(get_facili
     return JSONResponse((await facilitator.verify(payment)).to_wire())
 
 
-@router.post("/settle", dependencies=[Depends(require_facilitator_caller)], summary="Settle a payment on-chain")
+@router.post("/settle", dependencies=[Depends(require_facilitator_caller)], summary="Settle a payment on-chain",
+             openapi_extra=_PAYMENT_BODY, responses={200: {"model": SettleResponse}, **_REFUSED})
 async def settle(request: Request, facilitator: Facilitator = Depends(get_facilitator)) -> JSONResponse:
-    body = await _read_body(request)
+    body = await read_json_object(request)
     try:
         payment = parse_facilitator_request(body)
     except ProtocolError as error:

@@ -26,8 +26,9 @@ from starlette.concurrency import run_in_threadpool
 from app.config import NetworkConfig
 from app.db.clock import wire_time
 from app.deps import get_networks, get_registry
-from app.errors import BadRequest
+from app.errors import BadRequest, error_responses
 from app.gateway.offers import Offer, OfferError, make_offer
+from app.gateway.schemas import DiscoveryList
 from app.protocol import ProtocolError, normalize_network
 from app.registry.models import Capability, CapabilityStatus
 from app.registry.service import RegistryService
@@ -90,7 +91,8 @@ def _pay_to_filter(value: str | None) -> str | None:
     return value.lower()
 
 
-@router.get("/discovery/resources", summary="Paid capabilities in the x402 bazaar discovery shape")
+@router.get("/discovery/resources", summary="Paid capabilities in the x402 bazaar discovery shape",
+            response_model=DiscoveryList, response_model_exclude_none=True, responses=error_responses(BadRequest))
 async def list_resources(
     request: Request,
     registry: Annotated[RegistryService, Depends(get_registry)],

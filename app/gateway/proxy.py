@@ -40,8 +40,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import StreamingResponse
 
 from app.deps import get_payment_gate, get_registry
-from app.errors import BadRequest, NotFound, ServiceError
+from app.errors import BadRequest, Forbidden, NotFound, ServiceError, ServiceUnavailable, error_responses
 from app.gateway.paywall import RESPONDER_KEY, SCOPE_KEY, AdmittedPayment, PaymentGate, admit_into_scope
+from app.gateway.schemas import PaymentRequiredBody
 from app.protocol.headers import PAYMENT_HEADERS
 from app.registry.models import Capability
 from app.registry.service import RegistryService
@@ -160,9 +161,19 @@ async def proxy_path(path: str, request: Request, capability: Capability = Depen
     return await _forward(request, capability, path)
 
 
+PROXY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "the upstream's answer, streamed as it is (any status, headers and body it gives)",
+          "content": {"*/*": {"schema": {}}}},
+    402: {"model": PaymentRequiredBody, "description": "reason codes: payment required (no or a refused payment), "
+          "with the offer in the PAYMENT-REQUIRED header"},
+    **error_responses((BadRequest, "invalid_path"), (BadRequest, "invalid_payload"), (NotFound, "capability_not_found"),
+                      (NotFound, "capability_not_proxied"), (Forbidden, "capability_not_available"),
+                      UpstreamUnavailable, (ServiceUnavailable, "capability_misconfigured"), UpstreamTimeout),
+}
+
 for _method in METHODS:  # one route per method, so each has its own OpenAPI operation id
     router.add_api_route("/cap/{capability_id}/{path:path}", proxy_path, methods=[_method],
-                         operation_id=f"proxy_{_method.lower()}",
+                         operation_id=f"proxy_{_method.lower()}", responses=PROXY_RESPONSES,
                          summary="Pay for a capability and reach its upstream (reverse proxy)")
 
 

@@ -6,7 +6,7 @@ Thin: parse, call the ledger module, map its errors to :class:`BadRequest`.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
@@ -15,17 +15,17 @@ from sqlalchemy.engine import Engine
 from app.access.dependencies import require_scope
 from app.access.models import Scope
 from app.config import Settings
-from app.db.clock import utc_now, wire_time
+from app.db.clock import utc_now
 from app.deps import get_engine, get_settings
-from app.errors import BadRequest
+from app.errors import BadRequest, Forbidden, Unauthorized, error_responses
 from app.ledger.attribution import AttributionQueryError, attribution, parse_bucket, parse_group_by
 from app.ledger.exports import ExportError, asset_table_from_settings, prepare_export
+from app.ledger.schemas import AttributionOut, AttributionRowOut, SettlementOut, SettlementPageOut
 from app.ledger.settlements import (
     DEFAULT_LIMIT,
     SettlementFilters,
     SettlementQuery,
     SettlementQueryError,
-    settlement_json,
 )
 
 router = APIRouter(prefix="/ledger", tags=["ledger"], dependencies=[Depends(require_scope(Scope.FINANCE))])
@@ -35,7 +35,10 @@ To = Annotated[datetime | None, Query(alias="to", description="exclusive end, IS
 States = Annotated[list[str] | None, Query(alias="state", description="settlement states, repeated or comma-separated")]
 
 
-@router.get("/attribution")
+_REFUSED = error_responses(BadRequest, Unauthorized, Forbidden)
+
+
+@router.get("/attribution", response_model=AttributionOut, responses=_REFUSED)
 def get_attribution(
     engine: Annotated[Engine, Depends(get_engine)],
     group_by: Annotated[str, Query(description="agent | team | cost_center | capability | provider")] = "agent",
@@ -43,7 +46,7 @@ def get_attribution(
     start: From = None,
     end: To = None,
     state: States = None,
-) -> dict[str, Any]:
+) -> AttributionOut:
     """Net spend, settlement count and network fees per group and UTC time bucket (atomic units as strings)."""
     try:
         group = parse_group_by(group_by)
@@ -51,18 +54,10 @@ def get_attribution(
         rows = attribution(engine, group_by=group, bucket=size, start=start, end=end, states=state)
     except AttributionQueryError as error:
         raise BadRequest(str(error)) from None
-    return {
-        "groupBy": group.value,
-        "bucket": size.value,
-        "rows": [
-            {"bucket": wire_time(row.bucket), "group": row.group, "asset": row.asset, "amount": str(row.amount),
-             "count": row.count, "fees": str(row.fees)}
-            for row in rows
-        ],
-    }
+    return AttributionOut(group_by=group.value, bucket=size.value, rows=[AttributionRowOut.of(row) for row in rows])
 
 
-@router.get("/settlements")
+@router.get("/settlements", response_model=SettlementPageOut, responses=_REFUSED)
 def list_settlements(
     engine: Annotated[Engine, Depends(get_engine)],
     agent_id: str | None = None,
@@ -76,7 +71,7 @@ def list_settlements(
     end: To = None,
     cursor: str | None = None,
     limit: int = DEFAULT_LIMIT,
-) -> dict[str, Any]:
+) -> SettlementPageOut:
     """Settlements by id, filtered; pass ``nextCursor`` back as ``cursor`` for the next page (null at the end)."""
     filters = SettlementFilters(agent_id=agent_id, team=team, capability_id=capability_id, provider=provider,
                                 state=state, network=network, payer=payer, created_from=start, created_to=end)
@@ -84,10 +79,17 @@ def list_settlements(
         page = SettlementQuery(engine).page(filters, cursor=cursor, limit=limit)
     except SettlementQueryError as error:
         raise BadRequest(str(error)) from None
-    return {"items": [settlement_json(item) for item in page.items], "nextCursor": page.next_cursor}
+    return SettlementPageOut(items=[SettlementOut.of(item) for item in page.items], next_cursor=page.next_cursor)
 
 
-@router.get("/export")
+_EXPORT_FILE = {"description": "the export file, streamed", "content": {
+    "text/csv": {"schema": {"type": "string"}},
+    "application/x-ndjson": {"schema": {"type": "string"}},
+    "application/vnd.apache.parquet": {"schema": {"type": "string", "format": "binary"}},
+}}
+
+
+@router.get("/export", response_class=StreamingResponse, responses={200: _EXPORT_FILE, **_REFUSED})
 def export(
     engine: Annotated[Engine, Depends(get_engine)],
     format: Annotated[str, Query(description="csv | jsonl | parquet")] = "csv",

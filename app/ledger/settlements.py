@@ -10,11 +10,10 @@ import base64
 import binascii
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.engine import Engine
 
-from app.db.clock import as_utc, wire_time
+from app.db.clock import as_utc
 from app.ledger.repository import LedgerRepository
 from app.settlement.models import Settlement, SettlementState
 from app.validation import FieldError, validate_address
@@ -109,44 +108,3 @@ class SettlementQuery:
         rows = rows[:limit]
         next_cursor = encode_cursor(rows[-1].id) if more and rows[-1].id is not None else None
         return SettlementPage(items=rows, next_cursor=next_cursor)
-
-
-def settlement_json(settlement: Settlement) -> dict[str, Any]:
-    """The public view of a settlement: amounts as decimal strings of atomic units, times in UTC.
-
-    The signature and the raw transaction are left out: they are large and finance has no use for them.
-    """
-    return {
-        "id": settlement.id,
-        "network": settlement.network,
-        "asset": settlement.asset,
-        "payer": settlement.payer,
-        "payee": settlement.payee,
-        "nonce": settlement.nonce,
-        "value": str(settlement.value),
-        "validAfter": str(settlement.valid_after),
-        "validBefore": str(settlement.valid_before),
-        "x402Version": settlement.x402_version,
-        "signatureHash": settlement.signature_hash,
-        "agentId": settlement.agent_id,
-        "team": settlement.team,
-        "costCenter": settlement.cost_center,
-        "capabilityId": settlement.capability_id,
-        "provider": settlement.provider,
-        "resourceUrl": settlement.resource_url,
-        "requestId": settlement.request_id,
-        "state": settlement.state,
-        "signer": settlement.signer,
-        "txHash": settlement.tx_hash,
-        "blockNumber": settlement.block_number,
-        "blockHash": settlement.block_hash,
-        "gasUsed": settlement.gas_used,
-        "effectiveGasPrice": None if settlement.effective_gas_price is None else str(settlement.effective_gas_price),
-        "errorReason": settlement.error_reason,
-        "createdAt": wire_time(settlement.created_at),
-        "submittedAt": wire_time(settlement.submitted_at),
-        "confirmedAt": wire_time(settlement.confirmed_at),
-        "failedAt": wire_time(settlement.failed_at),
-        "finalizedAt": wire_time(settlement.finalized_at),
-        "updatedAt": wire_time(settlement.updated_at),
-    }

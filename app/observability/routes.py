@@ -11,11 +11,13 @@ from app.chain.rpc import RpcClient
 from app.config import NetworkConfig
 from app.deps import get_engine, get_networks, get_rpc_clients, get_signer
 from app.observability.health import check_health
+from app.observability.schemas import HealthReport
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/health", summary="Database and chain health; 503 when any part is down")
+@router.get("/health", summary="Database and chain health; 503 when any part is down",
+            responses={200: {"model": HealthReport}, 503: {"model": HealthReport, "description": "a part is down"}})
 async def health(
     engine: Engine = Depends(get_engine),
     networks: dict[str, NetworkConfig] = Depends(get_networks),

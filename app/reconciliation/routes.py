@@ -2,35 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from fastapi import APIRouter, Depends
+from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 
 from app.access.dependencies import Principal, require_scope
 from app.access.models import Scope
+from app.bodies import json_object_body
 from app.chain.keys import HotWallet
 from app.chain.rpc import RpcClient
 from app.config import NetworkConfig
 from app.deps import get_engine, get_networks, get_rpc_clients, get_signer
-from app.errors import BadRequest
+from app.errors import BadRequest, Forbidden, PayloadTooLarge, ServiceUnavailable, Unauthorized, error_responses
+from app.openapi import body_of
+from app.reconciliation.schemas import ReconcileRequest, ReconciliationReportOut
 from app.reconciliation.service import reconcile
 
 router = APIRouter(prefix="/ledger", tags=["ledger"])
 
 
-class ReconcileRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=False)
-
-    network: str = Field(min_length=1, max_length=64)
-    from_block: int = Field(alias="fromBlock", ge=0, strict=True)
-    to_block: Annotated[int, Field(strict=True, ge=0)] | Literal["latest"] = Field(default="latest", alias="toBlock")
-
-
-def _parse(body: Any) -> ReconcileRequest:
-    if not isinstance(body, dict):
-        raise BadRequest('the body must be a JSON object: {"network": ..., "fromBlock": ..., "toBlock": ...}')
+def _parse(body: dict[str, Any]) -> ReconcileRequest:
     try:
         parsed = ReconcileRequest.model_validate(body)
     except ValidationError as error:
@@ -42,9 +35,10 @@ def _parse(body: Any) -> ReconcileRequest:
     return parsed
 
 
-@router.post("/reconcile")
+@router.post("/reconcile", response_model=ReconciliationReportOut, openapi_extra=body_of(ReconcileRequest),
+             responses=error_responses(BadRequest, Unauthorized, Forbidden, PayloadTooLarge, ServiceUnavailable))
 async def reconcile_ledger(
-    request: Request,
+    body: dict[str, Any] = Depends(json_object_body),
     _principal: Principal = Depends(require_scope(Scope.FINANCE)),
     engine: Engine = Depends(get_engine),
     rpc: dict[str, RpcClient] = Depends(get_rpc_clients),
@@ -52,10 +46,6 @@ async def reconcile_ledger(
     signer: HotWallet | None = Depends(get_signer),
 ) -> dict[str, Any]:
     """Report every difference between our settlements and the token's on-chain events in the range."""
-    try:
-        body = await request.json()
-    except ValueError:
-        raise BadRequest("the body must be JSON") from None
     parsed = _parse(body)
     configured = {signer.address} if signer is not None else set()
     report = await reconcile(

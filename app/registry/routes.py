@@ -9,19 +9,24 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Body, Depends, Query, Response
+from fastapi import APIRouter, Depends, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from app.access.dependencies import Principal, authenticate, require_scope
 from app.access.models import Scope
+from app.bodies import json_object_body
 from app.config import Settings, known_networks
 from app.deps import get_registry, get_settings
-from app.errors import BadRequest
-from app.registry.schemas import agent_to_json, capability_to_json
+from app.errors import BadRequest, Conflict, Forbidden, NotFound, PayloadTooLarge, Unauthorized, error_responses
+from app.openapi import body_of
+from app.registry.schemas import AgentIn, AgentOut, CapabilityIn, CapabilityOut, CapabilityStatusIn
 from app.registry.service import RegistryService, RegistryWriter
 from app.registry.validation import validate_agent, validate_capability, validate_status
 
 router = APIRouter(tags=["registry"])
+
+_READ = error_responses(Unauthorized, Forbidden)
+_WRITE = error_responses(BadRequest, Unauthorized, Forbidden, NotFound, Conflict, PayloadTooLarge)
 
 
 def _writer(principal: Principal) -> RegistryWriter:
@@ -29,31 +34,30 @@ def _writer(principal: Principal) -> RegistryWriter:
                           provider_team=principal.provider_team)
 
 
-@router.get("/capabilities", summary="Capabilities in the registry (any valid key)")
+@router.get("/capabilities", summary="Capabilities in the registry (any valid key)",
+            response_model=list[CapabilityOut], responses=_READ)
 async def list_capabilities(
     status: str | None = Query(default=None, description="approved, pending or suspended"),
     provider_team: str | None = Query(default=None, alias="providerTeam"),
     _principal: Principal = Depends(authenticate),
     registry: RegistryService = Depends(get_registry),
-) -> list[dict[str, Any]]:
+) -> list[CapabilityOut]:
     wanted = validate_status(status) if status is not None else None
     rows = await run_in_threadpool(registry.list_capabilities, status=wanted, provider_team=provider_team)
-    return [capability_to_json(row) for row in rows]
+    return [CapabilityOut.of(row) for row in rows]
 
 
-@router.put("/capabilities/{capability_id}", summary="Create or replace a capability (admin or its provider)")
+@router.put("/capabilities/{capability_id}", summary="Create or replace a capability (admin or its provider)",
+            response_model=CapabilityOut, responses={201: {"model": CapabilityOut, "description": "created"}, **_WRITE},
+            openapi_extra=body_of(CapabilityIn))
 async def put_capability(
     capability_id: str,
     response: Response,
-    body: dict[str, Any] = Body(..., examples=[{
-        "providerTeam": "maps", "name": "Geocode", "price": "10000", "network": "eip155:84532",
-        "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e", "payTo": "0x" + "ab" * 20, "route": "/geocode",
-        "status": "approved",
-    }]),
+    body: dict[str, Any] = Depends(json_object_body),
     principal: Principal = Depends(require_scope(Scope.ADMIN, Scope.PROVIDER)),
     registry: RegistryService = Depends(get_registry),
     settings: Settings = Depends(get_settings),
-) -> dict[str, Any]:
+) -> CapabilityOut:
     """A whole replace: fields not given take their defaults (method GET, mimeType application/json,
     status pending); the creation time is kept. 201 when created, 200 when replaced."""
     writer = _writer(principal)
@@ -64,16 +68,17 @@ async def put_capability(
     capability = validate_capability({**body, "id": capability_id}, networks=networks)
     row, created = await run_in_threadpool(registry.put_capability, capability, writer)
     response.status_code = 201 if created else 200
-    return capability_to_json(row)
+    return CapabilityOut.of(row)
 
 
-@router.post("/capabilities/{capability_id}/status", summary="Approve, suspend or re-open a capability")
+@router.post("/capabilities/{capability_id}/status", summary="Approve, suspend or re-open a capability",
+             response_model=CapabilityOut, responses=_WRITE, openapi_extra=body_of(CapabilityStatusIn))
 async def set_capability_status(
     capability_id: str,
-    body: dict[str, Any] = Body(..., examples=[{"status": "suspended"}]),
+    body: dict[str, Any] = Depends(json_object_body),
     principal: Principal = Depends(require_scope(Scope.ADMIN, Scope.PROVIDER)),
     registry: RegistryService = Depends(get_registry),
-) -> dict[str, Any]:
+) -> CapabilityOut:
     writer = _writer(principal)
     writer.team_limit()
     unknown = set(body) - {"status"}
@@ -81,29 +86,28 @@ async def set_capability_status(
         raise BadRequest(f"{sorted(unknown)[0]}: unknown field; the body is {{\"status\": ...}}")
     status = validate_status(body.get("status"))
     row = await run_in_threadpool(registry.set_capability_status, capability_id, status, writer)
-    return capability_to_json(row)
+    return CapabilityOut.of(row)
 
 
-@router.get("/agents", summary="Registered agents (finance or admin)")
+@router.get("/agents", summary="Registered agents (finance or admin)", response_model=list[AgentOut],
+            responses=_READ)
 async def list_agents(
     _principal: Principal = Depends(require_scope(Scope.FINANCE)),
     registry: RegistryService = Depends(get_registry),
-) -> list[dict[str, Any]]:
+) -> list[AgentOut]:
     rows = await run_in_threadpool(registry.list_agents)
-    return [agent_to_json(row) for row in rows]
+    return [AgentOut.of(row) for row in rows]
 
 
-@router.put("/agents/{agent_id}", summary="Create or update an agent (admin)")
+@router.put("/agents/{agent_id}", summary="Create or update an agent (admin)", response_model=AgentOut,
+            responses={201: {"model": AgentOut, "description": "created"}, **_WRITE}, openapi_extra=body_of(AgentIn))
 async def put_agent(
     agent_id: str,
     response: Response,
-    body: dict[str, Any] = Body(..., examples=[{
-        "wallet": "0x" + "cd" * 20, "name": "Fleet 7", "team": "logistics", "costCenter": "cc-1200",
-        "owner": "ops@example.com", "labels": {"env": "prod"},
-    }]),
+    body: dict[str, Any] = Depends(json_object_body),
     _principal: Principal = Depends(require_scope(Scope.ADMIN)),
     registry: RegistryService = Depends(get_registry),
-) -> dict[str, Any]:
+) -> AgentOut:
     """A whole replace of the agent's fields; 201 when created, 200 when updated; 409 when the wallet
     belongs to another agent."""
     given = body.get("agentId", body.get("agent_id", agent_id))
@@ -113,4 +117,4 @@ async def put_agent(
     agent = validate_agent({**fields, "agent_id": agent_id})
     stored, created = await run_in_threadpool(registry.put_agent, agent)
     response.status_code = 201 if created else 200
-    return agent_to_json(stored)
+    return AgentOut.of(stored)

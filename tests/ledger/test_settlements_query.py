@@ -10,6 +10,7 @@ from sqlalchemy import select, update
 from sqlmodel import Session
 
 from app.db.schema import create_schema
+from app.ledger.schemas import SettlementOut
 from app.ledger.settlements import (
     MAX_LIMIT,
     SettlementFilters,
@@ -17,7 +18,6 @@ from app.ledger.settlements import (
     SettlementQueryError,
     decode_cursor,
     encode_cursor,
-    settlement_json,
 )
 from app.settlement.models import Settlement
 from tests.ledger.builders import PAYER, confirm, fail, record, settlement
@@ -124,7 +124,7 @@ def test_bad_parameters_are_named(ledger, filters, limit, message):
 def test_json_view_keeps_big_values_exact(engine):
     create_schema(engine)
     row = confirm(engine, settlement(value=2**256 - 1), gas_used=21_000, gas_price=2**200)
-    item = settlement_json(SettlementQuery(engine).page(SettlementFilters()).items[0])
+    item = SettlementOut.of(SettlementQuery(engine).page(SettlementFilters()).items[0]).model_dump(mode="json")
     assert item["id"] == row.id
     assert item["value"] == str(2**256 - 1)
     assert item["effectiveGasPrice"] == str(2**200)

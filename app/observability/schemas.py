@@ -1,0 +1,43 @@
+"""The shape of GET /health (built as plain JSON on the probe path; this documents it)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+Status = Literal["ok", "error"]
+
+
+class _Camel(BaseModel):
+    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+
+
+class DatabaseHealth(_Camel):
+    status: Status
+    backend: str | None = Field(default=None, description="sqlite or postgresql, when it answers")
+    error: str | None = Field(default=None, description="the driver's error kind and first line")
+
+
+class TokenHealth(_Camel):
+    address: str
+    name: str
+    version: str
+    decimals: int
+
+
+class NetworkHealth(_Camel):
+    status: Status
+    chain_id: int | None = None
+    latest_block: int | None = None
+    finalized_block: int | None = Field(default=None, description="null: the node has no finality tag yet")
+    tokens: list[TokenHealth] | None = None
+    error: str | None = None
+
+
+class HealthReport(_Camel):
+    status: Status = Field(description="ok only when the database and every network are ok (else HTTP 503)")
+    database: DatabaseHealth
+    networks: dict[str, NetworkHealth] = Field(description="by CAIP-2 network id")
+    facilitator: str | None = Field(default=None, description="the hot wallet that pays gas to settle")
