@@ -4,17 +4,13 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field
 
 from app.protocol import PaymentRequirements, PaymentRequirementsV1
+from app.wire import WireSchema
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
-
-
-class DiscoveryMetadata(_Wire):
+class DiscoveryMetadata(WireSchema):
     name: str
     description: str
     provider_team: str
@@ -23,7 +19,7 @@ class DiscoveryMetadata(_Wire):
     mime_type: str
 
 
-class DiscoveryItem(_Wire):
+class DiscoveryItem(WireSchema):
     resource: str = Field(description="where an agent calls it: its route here, or /cap/<id> for a proxied one")
     type: Literal["http"]
     x402_version: Literal[2]
@@ -34,22 +30,22 @@ class DiscoveryItem(_Wire):
     metadata: DiscoveryMetadata
 
 
-class Pagination(_Wire):
+class Pagination(WireSchema):
     limit: int
     offset: int
     total: int
 
 
-class DiscoveryList(_Wire):
+class DiscoveryList(WireSchema):
     x402_version: Literal[2]
     items: list[DiscoveryItem]
     pagination: Pagination
 
 
-class PaymentRequiredBody(_Wire):
+class PaymentRequiredBody(WireSchema):
     """The body of a 402 (x402 v1 clients read it; v2 clients read the PAYMENT-REQUIRED header)."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="allow")
+    model_config = ConfigDict(extra="allow")
 
     x402_version: int
     error: str

@@ -3,19 +3,15 @@ in a JSON reader that uses floats), times in the one wire form (ISO-8601, UTC, `
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import Field
 
 from app.db.clock import wire_time
 from app.ledger.attribution import AttributionRow
 from app.settlement.models import Settlement
+from app.wire import WireSchema
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
-
-
-class AttributionRowOut(_Wire):
+class AttributionRowOut(WireSchema):
     bucket: str = Field(description="start of the UTC time bucket")
     group: str = Field(description="the agent, team, cost centre, capability or provider")
     asset: str
@@ -29,13 +25,13 @@ class AttributionRowOut(_Wire):
                    count=row.count, fees=str(row.fees))
 
 
-class AttributionOut(_Wire):
+class AttributionOut(WireSchema):
     group_by: str
     bucket: str
     rows: list[AttributionRowOut]
 
 
-class SettlementOut(_Wire):
+class SettlementOut(WireSchema):
     """The public view of a settlement. The signature and the raw transaction are left out: they are
     large and finance has no use for them."""
 
@@ -92,6 +88,6 @@ class SettlementOut(_Wire):
         )
 
 
-class SettlementPageOut(_Wire):
+class SettlementPageOut(WireSchema):
     items: list[SettlementOut]
     next_cursor: str | None = Field(description="pass it back as cursor for the next page; null at the end")

@@ -4,30 +4,31 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field
+
+from app.wire import WireSchema
 
 Status = Literal["ok", "error"]
 
 
-class _Camel(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid")
+class _Exact(WireSchema):
+    model_config = ConfigDict(extra="forbid")  # the report has exactly these fields: a new one is documented
 
 
-class DatabaseHealth(_Camel):
+class DatabaseHealth(_Exact):
     status: Status
     backend: str | None = Field(default=None, description="sqlite or postgresql, when it answers")
     error: str | None = Field(default=None, description="the driver's error kind and first line")
 
 
-class TokenHealth(_Camel):
+class TokenHealth(_Exact):
     address: str
     name: str
     version: str
     decimals: int
 
 
-class NetworkHealth(_Camel):
+class NetworkHealth(_Exact):
     status: Status
     chain_id: int | None = None
     latest_block: int | None = None
@@ -36,7 +37,7 @@ class NetworkHealth(_Camel):
     error: str | None = None
 
 
-class HealthReport(_Camel):
+class HealthReport(_Exact):
     status: Status = Field(description="ok only when the database and every network are ok (else HTTP 503)")
     database: DatabaseHealth
     networks: dict[str, NetworkHealth] = Field(description="by CAIP-2 network id")

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
 
 from app.reconciliation.service import DiscrepancyKind
+from app.wire import WireSchema
 
 
 class ReconcileRequest(BaseModel):
@@ -18,11 +18,7 @@ class ReconcileRequest(BaseModel):
     to_block: Annotated[int, Field(strict=True, ge=0)] | Literal["latest"] = Field(default="latest", alias="toBlock")
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
-
-
-class DiscrepancyOut(_Wire):
+class DiscrepancyOut(WireSchema):
     kind: DiscrepancyKind
     settlement_id: int | None
     tx_hash: str | None
@@ -35,7 +31,7 @@ class DiscrepancyOut(_Wire):
     message: str
 
 
-class ReconciliationReportOut(_Wire):
+class ReconciliationReportOut(WireSchema):
     network: str
     from_block: int
     to_block: int

@@ -10,22 +10,18 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import ConfigDict, Field
 
 from app.db.clock import wire_time
 from app.registry.models import Agent, Capability
+from app.wire import WireSchema
 
 SLUG_PATTERN = r"^[a-z0-9](?:[a-z0-9-]{0,62}[a-z0-9])?$"
 ADDRESS_PATTERN = r"^0x[0-9a-fA-F]{40}$"
 StatusName = Literal["approved", "pending", "suspended"]
 
 
-class _Wire(BaseModel):
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, serialize_by_alias=True)
-
-
-class AgentOut(_Wire):
+class AgentOut(WireSchema):
     agent_id: str
     wallet: str = Field(description="checksummed address the agent pays from")
     name: str
@@ -42,7 +38,7 @@ class AgentOut(_Wire):
                    created_at=wire_time(agent.created_at) or "")
 
 
-class CapabilityOut(_Wire):
+class CapabilityOut(WireSchema):
     id: str
     provider_team: str
     name: str
@@ -79,11 +75,11 @@ def capability_to_json(capability: Capability) -> dict[str, Any]:
     return CapabilityOut.of(capability).model_dump(mode="json")
 
 
-class CapabilityIn(_Wire):
+class CapabilityIn(WireSchema):
     """PUT /capabilities/{id}: a whole replace (fields not given take their defaults). snake_case keys are
     accepted too; an unknown key is refused."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", json_schema_extra={
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
         "examples": [{"providerTeam": "maps", "name": "Geocode", "price": "10000", "network": "eip155:84532",
                       "asset": "0x036CbD53842c5426634e7929541eC2318f3dCF7e", "payTo": "0x" + "ab" * 20,
                       "route": "/geocode", "status": "pending"}]})
@@ -103,7 +99,7 @@ class CapabilityIn(_Wire):
     status: StatusName = Field(default="pending", description="only an admin approves")
 
 
-class CapabilityStatusIn(_Wire):
+class CapabilityStatusIn(WireSchema):
     """POST /capabilities/{id}/status."""
 
     model_config = ConfigDict(extra="forbid")
@@ -111,10 +107,10 @@ class CapabilityStatusIn(_Wire):
     status: StatusName
 
 
-class AgentIn(_Wire):
+class AgentIn(WireSchema):
     """PUT /agents/{agent_id}: a whole replace of the agent's fields."""
 
-    model_config = ConfigDict(alias_generator=to_camel, populate_by_name=True, extra="forbid", json_schema_extra={
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
         "examples": [{"wallet": "0x" + "cd" * 20, "name": "Fleet 7", "team": "logistics", "costCenter": "cc-1200",
                       "owner": "ops@example.com", "labels": {"env": "prod"}}]})
 
