@@ -38,8 +38,8 @@ def _parse(body: dict[str, Any]) -> ReconcileRequest:
 @router.post("/reconcile", response_model=ReconciliationReportOut, openapi_extra=body_of(ReconcileRequest),
              responses=error_responses(BadRequest, Unauthorized, Forbidden, PayloadTooLarge, ServiceUnavailable))
 async def reconcile_ledger(
-    body: dict[str, Any] = Depends(json_object_body),
     _principal: Principal = Depends(require_scope(Scope.FINANCE)),
+    body: dict[str, Any] = Depends(json_object_body),
     engine: Engine = Depends(get_engine),
     rpc: dict[str, RpcClient] = Depends(get_rpc_clients),
     networks: dict[str, NetworkConfig] = Depends(get_networks),

@@ -53,8 +53,8 @@ async def list_capabilities(
 async def put_capability(
     capability_id: str,
     response: Response,
-    body: dict[str, Any] = Depends(json_object_body),
     principal: Principal = Depends(require_scope(Scope.ADMIN, Scope.PROVIDER)),
+    body: dict[str, Any] = Depends(json_object_body),
     registry: RegistryService = Depends(get_registry),
     settings: Settings = Depends(get_settings),
 ) -> CapabilityOut:
@@ -75,8 +75,8 @@ async def put_capability(
              response_model=CapabilityOut, responses=_WRITE, openapi_extra=body_of(CapabilityStatusIn))
 async def set_capability_status(
     capability_id: str,
-    body: dict[str, Any] = Depends(json_object_body),
     principal: Principal = Depends(require_scope(Scope.ADMIN, Scope.PROVIDER)),
+    body: dict[str, Any] = Depends(json_object_body),
     registry: RegistryService = Depends(get_registry),
 ) -> CapabilityOut:
     writer = _writer(principal)
@@ -104,8 +104,8 @@ async def list_agents(
 async def put_agent(
     agent_id: str,
     response: Response,
-    body: dict[str, Any] = Depends(json_object_body),
     _principal: Principal = Depends(require_scope(Scope.ADMIN)),
+    body: dict[str, Any] = Depends(json_object_body),
     registry: RegistryService = Depends(get_registry),
 ) -> AgentOut:
     """A whole replace of the agent's fields; 201 when created, 200 when updated; 409 when the wallet

@@ -69,6 +69,14 @@ def test_every_registry_route_needs_a_key(client, keys):
         assert wrong.status_code == 401 and "not valid or has been revoked" in wrong.json()["message"]
 
 
+def test_the_key_is_checked_before_the_body_is_read(client):
+    for method, path in [("PUT", "/capabilities/geocode"), ("POST", "/capabilities/geocode/status"),
+                         ("PUT", "/agents/a1")]:
+        for body in (b"not json", b"x" * (64 * 1024 + 1)):
+            response = client.request(method, path, content=body, headers={"content-type": "application/json"})
+            assert response.status_code == 401, (method, path, response.status_code)
+
+
 def test_admin_creates_and_replaces_a_capability(client, engine, keys):
     created = client.put("/capabilities/geocode", json=capability_body(), headers=auth(keys["admin"]))
     assert created.status_code == 201, created.json()
