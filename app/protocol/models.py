@@ -369,6 +369,9 @@ def parse_facilitator_request(body: dict[str, Any]) -> FacilitatorRequest:
     if not isinstance(raw_requirements, dict):
         raise ProtocolError(Reason.invalid_payment_requirements, "paymentRequirements must be a JSON object")
 
+    _refuse_unstorable_text(raw_payload, "paymentPayload", Reason.invalid_payload)
+    _refuse_unstorable_text(raw_requirements, "paymentRequirements", Reason.invalid_payment_requirements)
+
     if version == 1:
         if "maxAmountRequired" not in raw_requirements and "amount" in raw_requirements:
             raise ProtocolError(
@@ -391,6 +394,36 @@ def parse_facilitator_request(body: dict[str, Any]) -> FacilitatorRequest:
         PaymentRequirements, raw_requirements, Reason.invalid_payment_requirements, "paymentRequirements"
     )
     return FacilitatorRequest(payload_v2, requirements_v2)
+
+
+_UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _refuse_unstorable_text(value: Any, path: str, reason: Reason) -> None:
+    """Refuse text a ledger cannot store or a JSON answer cannot carry: a NUL character (PostgreSQL text
+    refuses it) or an unpaired UTF-16 surrogate (not encodable as UTF-8, which both databases and every
+    HTTP answer need), in any key or string of the document. Refused here, where the request is parsed, so
+    /verify and /settle (and the gateway) give the same answer instead of a verify that passes and a settle
+    that can never record it.
+    """
+    pending: list[tuple[Any, str]] = [(value, path)]
+    while pending:
+        item, where = pending.pop()
+        if isinstance(item, str):
+            if "\x00" in item:
+                raise ProtocolError(reason, f"{where} contains a NUL character")
+            if _UNPAIRED_SURROGATE.search(item):
+                raise ProtocolError(reason, f"{where} contains an unpaired surrogate (not valid Unicode text)")
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                pending.append((key, f"{where} (a key)"))
+                pending.append((child, f"{where}.{key}" if _printable_key(key) else f"{where}.<key>"))
+        elif isinstance(item, list):
+            pending.extend((child, f"{where}[{index}]") for index, child in enumerate(item))
+
+
+def _printable_key(key: Any) -> bool:
+    return isinstance(key, str) and len(key) <= 40 and key.isprintable() and not _UNPAIRED_SURROGATE.search(key)
 
 
 # --------------------------------------------------------------------------------------------------

@@ -283,3 +283,17 @@ def test_v1_unknown_network_name_is_invalid_network() -> None:
         with pytest.raises(ProtocolError) as info:
             call()
         assert info.value.reason is Reason.invalid_network
+
+
+@pytest.mark.parametrize("text", ["a\x00b", "\udfff"], ids=["nul", "lone_surrogate"])
+def test_text_a_ledger_cannot_store_is_refused_in_either_part_naming_where(text):
+    payload_body = v2_body()
+    payload_body["paymentPayload"]["resource"] = {"url": text}
+    with pytest.raises(ProtocolError) as refused:
+        parse_facilitator_request(payload_body)
+    assert refused.value.reason == Reason.invalid_payload and "paymentPayload.resource.url" in refused.value.message
+    requirements_body = v2_body()
+    requirements_body["paymentRequirements"]["extra"] = {"name": "USDC", "version": "2", text: "x"}
+    with pytest.raises(ProtocolError) as refused:
+        parse_facilitator_request(requirements_body)
+    assert refused.value.reason == Reason.invalid_payment_requirements and "(a key)" in refused.value.message
