@@ -30,6 +30,9 @@ class AssetConfig(BaseModel):
     name: str  # EIP-712 domain name: "USDC" on Base Sepolia, "USD Coin" on most mainnets
     version: str
     decimals: int
+    # The smallest payment settled in this asset, in atomic units: the facilitator pays gas for each
+    # settlement, so a payment worth less than that gas is refused (a value of 0 always is).
+    min_amount: int = Field(default=1, ge=1)
 
 
 class NetworkConfig(BaseModel):
@@ -82,6 +85,10 @@ class Settings(BaseSettings):
     # finalized); 0 turns the background check off.
     finality_poll_seconds: float = Field(default=30.0, ge=0)
 
+    # Per-asset floors, in atomic units, keyed by CAIP-19 asset id: {"eip155:84532/erc20:0x036C...": 1000}.
+    # An asset not named keeps its own floor (1, or its minAmount in X402_EXTRA_ASSETS).
+    min_payment_amounts: dict[str, int] = Field(default_factory=dict)
+
     # Callers of /verify and /settle: SHA-256 hex digests of accepted bearer keys. Empty: open
     # (local development). `printf %s "$KEY" | sha256sum` gives a digest; never store the keys themselves.
     facilitator_api_key_hashes: list[str] = Field(default_factory=list)
@@ -129,4 +136,25 @@ class Settings(BaseSettings):
         unknown_assets = {asset.network for asset in self.extra_assets} - set(enabled)
         if unknown_assets:
             raise ConfigError(f"X402_EXTRA_ASSETS names networks that are not enabled: {sorted(unknown_assets)}")
-        return enabled
+        return self._with_payment_floors(enabled)
+
+    def _with_payment_floors(self, enabled: dict[str, NetworkConfig]) -> dict[str, NetworkConfig]:
+        """Apply ``min_payment_amounts`` (CAIP-19 ids); a typo or a disabled asset is a ConfigError."""
+        floors: dict[tuple[str, str], int] = {}
+        for asset_id, amount in self.min_payment_amounts.items():
+            network, _, reference = asset_id.partition("/")
+            namespace, _, address = reference.partition(":")
+            if namespace != "erc20" or network not in enabled or isinstance(amount, bool) or amount < 1:
+                raise ConfigError(f"X402_MIN_PAYMENT_AMOUNTS: {asset_id!r} must be '<enabled network>/erc20:<token "
+                                  f"address>' with an integer floor >= 1, got {amount!r}")
+            floors[(network, address.lower())] = amount
+        known = {(network, asset.address.lower()) for network, config in enabled.items() for asset in config.assets}
+        unknown = sorted(f"{network}/erc20:{address}" for network, address in set(floors) - known)
+        if unknown:
+            raise ConfigError(f"X402_MIN_PAYMENT_AMOUNTS names assets that are not configured: {unknown}")
+        return {
+            network: config.model_copy(update={"assets": tuple(
+                asset.model_copy(update={"min_amount": floors.get((network, asset.address.lower()), asset.min_amount)})
+                for asset in config.assets)})
+            for network, config in enabled.items()
+        }

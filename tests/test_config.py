@@ -75,3 +75,16 @@ def test_env_example_documents_every_setting():
     text = (Path(__file__).resolve().parents[1] / ".env.example").read_text()
     missing = [name for name in Settings.model_fields if f"X402_{name.upper()}" not in text]
     assert missing == []
+
+
+def test_payment_floors_apply_per_asset_by_caip19_id_and_a_typo_is_refused():
+    usdc = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"
+    rpc = {"eip155:84532": "http://127.0.0.1:8545"}
+    default = Settings(rpc_urls=rpc).enabled_networks()["eip155:84532"].assets[0]
+    assert default.min_amount == 1  # zero is never settled
+    floored = Settings(rpc_urls=rpc, min_payment_amounts={f"eip155:84532/erc20:{usdc.lower()}": 1_000})
+    assert floored.enabled_networks()["eip155:84532"].assets[0].min_amount == 1_000
+    for bad in ({"eip155:8453/erc20:" + usdc: 5}, {f"eip155:84532/erc20:{usdc}": 0}, {f"eip155:84532/{usdc}": 5},
+                {"eip155:84532/erc20:0x" + "11" * 20: 5}):
+        with pytest.raises(ConfigError, match="X402_MIN_PAYMENT_AMOUNTS"):
+            Settings(rpc_urls=rpc, min_payment_amounts=bad).enabled_networks()

@@ -138,6 +138,16 @@ def prepare_payment(request: FacilitatorRequest, networks: dict[str, NetworkConf
             f"authorization.value {auth.value} differs from the required amount {requirement_amount(requirements)}",
             payer,
         )
+    if payer.lower() == auth.to.lower():
+        raise PaymentInvalid(Reason.payer_is_payee, "the payer and the payee are the same address: nothing would "
+                             "move but the gas this facilitator pays", payer)
+    if auth.value < asset.min_amount:
+        raise PaymentInvalid(
+            Reason.amount_below_minimum,
+            f"{auth.value} atomic units is below this facilitator's floor of {asset.min_amount} for "
+            f"{asset.symbol} on {network.network}",
+            payer,
+        )
     check_time_window(auth, payer, now)
     try:
         unwrap_erc6492(auth.signature)  # a broken wrapper is refused here, before any chain call

@@ -59,6 +59,11 @@ class Reason(StrEnum):
     unexpected_verify_error = "unexpected_verify_error"
     unexpected_settle_error = "unexpected_settle_error"
 
+    # Ours: what this facilitator refuses to pay gas for
+    payer_is_payee = "payer_is_payee"
+    amount_below_minimum = "amount_below_minimum"
+    gas_budget_exhausted = "gas_budget_exhausted"
+
     # Ours: transport-level refusals of the facilitator API
     unauthorized = "unauthorized"
     request_too_large = "request_too_large"
@@ -110,6 +115,11 @@ REASON_DESCRIPTIONS: dict[Reason, str] = {
     Reason.invalid_x402_version: "The `x402Version` is not 1 or 2, or the request's versions disagree.",
     Reason.unexpected_verify_error: "An internal error occurred while verifying.",
     Reason.unexpected_settle_error: "An internal error occurred while settling.",
+    Reason.payer_is_payee: "The authorization pays its own payer: nothing moves but gas (ours).",
+    Reason.amount_below_minimum: "The amount is below this facilitator's floor for the asset (ours).",
+    Reason.gas_budget_exhausted: (
+        "The hot wallet's gas budget for this network and hour is spent; retry later (ours)."
+    ),
     Reason.unauthorized: "The facilitator API call lacks valid credentials (ours).",
     Reason.request_too_large: "The request body or payment header exceeds the size limit (ours).",
     Reason.malformed_request: "The request body is not a JSON object of the expected shape (ours).",

@@ -214,6 +214,15 @@ def value_two_pow_256(world: World) -> dict[str, Any]:
     return body
 
 
+def pays_itself(world: World) -> dict[str, Any]:
+    """The payer pays itself: nothing moves but the gas the facilitator would pay."""
+    return body_v2(signed(world, to=world.payer.address), requirements_v2(world.payer.address, PRICE))
+
+
+def zero_value(world: World) -> dict[str, Any]:
+    return body_v2(signed(world, value=0), requirements_v2(world.payee, 0))
+
+
 def upto_scheme(world: World) -> dict[str, Any]:
     return with_requirements(world, scheme="upto")
 
@@ -278,6 +287,8 @@ CATALOGUE = [
     Case("value_2_pow_256_in_authorization", lambda w: with_authorization(w, value=TWO_POW_256), 200, INVALID,
          S.PREPARE),
     Case("negative_value", lambda w: with_authorization(w, value="-1"), 200, INVALID, S.PREPARE),
+    Case("pays_itself", pays_itself, 200, R.payer_is_payee, S.PREPARE),
+    Case("zero_value", zero_value, 200, R.amount_below_minimum, S.PREPARE),
     Case("unsupported_scheme", upto_scheme, 200, R.unsupported_scheme, S.PREPARE),
     Case("v1_payload_with_v2_requirements", v1_payload_with_v2_requirements, 200, R.invalid_payment_requirements,
          S.PARSE),
