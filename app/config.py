@@ -43,8 +43,11 @@ class NetworkConfig(BaseModel):
     v1_name: str | None = None
     chain_id: int
     mainnet: bool
+    block_time_seconds: float = 2.0  # how often the chain makes a block: receipt waits and stuck checks scale with it
     assets: tuple[AssetConfig, ...] = ()
     rpc_url: str | None = None
+    # How long /settle waits for the receipt before answering settlement_pending (see Settings).
+    receipt_timeout_seconds: float = 8.0
 
 
 class CustomAsset(AssetConfig):
@@ -75,9 +78,22 @@ class Settings(BaseSettings):
     facilitator_keystore: Path | None = None  # an encrypted JSON keystore (geth/eth-account format)
     facilitator_keystore_password: SecretStr | None = None
 
-    # Settlement: how long /settle waits for the receipt before answering settlement_pending, and
-    # the EIP-1559 fee policy of the hot wallet (maxFeePerGas = min(cap, 2 * baseFee + tip)).
-    settle_receipt_timeout_seconds: float = 10.0
+    # Settlement: how long /settle waits for the receipt before answering settlement_pending. By default
+    # it follows each network's block time (4 blocks, at least 5 s, at most 60 s), so that a resource server
+    # that retries settle once after settlement_pending (as the official SDKs do) sees the payment land;
+    # settle_receipt_timeout_seconds sets one wait for every network, receipt_timeouts one per network.
+    settle_receipt_timeout_seconds: float | None = Field(default=None, gt=0)
+    receipt_timeouts: dict[str, float] = Field(default_factory=dict)
+    # A process works on a recorded authorization under a lease this long (renewed while it works);
+    # another replica takes the authorization over only once the lease has run out.
+    settlement_lease_seconds: float = Field(default=10.0, gt=0)
+    # How often unfinished settlements are resumed and each hot wallet's nonces are checked against the
+    # chain (gaps filled, unknown transactions resent); 0 turns the background pass off.
+    maintenance_seconds: float = Field(default=5.0, ge=0)
+    # The most gas (wei) the hot wallet may spend per network in any hour, by CAIP-2 id; "*" for every
+    # network not named. Beyond it /settle answers gas_budget_exhausted.
+    gas_budget_wei_per_hour: dict[str, int] = Field(default_factory=lambda: {"*": 10**18})
+    # The EIP-1559 fee policy of the hot wallet (maxFeePerGas = min(cap, 2 * baseFee + tip)).
     max_fee_per_gas_wei: int = 200 * 10**9
     priority_fee_wei: int = 10**8
     settle_gas_limit: int = 200_000
@@ -132,11 +148,26 @@ class Settings(BaseSettings):
                 for asset in self.extra_assets
                 if asset.network == network
             )
-            enabled[network] = config.model_copy(update={"rpc_url": rpc_url, "assets": config.assets + extra})
+            enabled[network] = config.model_copy(update={"rpc_url": rpc_url, "assets": config.assets + extra,
+                                                         "receipt_timeout_seconds": self._receipt_timeout(config)})
+        unknown_timeouts = set(self.receipt_timeouts) - set(enabled)
+        if unknown_timeouts:
+            raise ConfigError(f"X402_RECEIPT_TIMEOUTS names networks that are not enabled: {sorted(unknown_timeouts)}")
         unknown_assets = {asset.network for asset in self.extra_assets} - set(enabled)
         if unknown_assets:
             raise ConfigError(f"X402_EXTRA_ASSETS names networks that are not enabled: {sorted(unknown_assets)}")
         return self._with_payment_floors(enabled)
+
+    def _receipt_timeout(self, config: NetworkConfig) -> float:
+        if config.network in self.receipt_timeouts:
+            return self.receipt_timeouts[config.network]
+        if self.settle_receipt_timeout_seconds is not None:
+            return self.settle_receipt_timeout_seconds
+        return min(60.0, max(5.0, 4 * config.block_time_seconds))
+
+    def gas_budget(self, network: str) -> int | None:
+        """Wei per hour the hot wallet may spend on ``network``; None: no cap."""
+        return self.gas_budget_wei_per_hour.get(network, self.gas_budget_wei_per_hour.get("*"))
 
     def _with_payment_floors(self, enabled: dict[str, NetworkConfig]) -> dict[str, NetworkConfig]:
         """Apply ``min_payment_amounts`` (CAIP-19 ids); a typo or a disabled asset is a ConfigError."""

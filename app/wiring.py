@@ -20,15 +20,16 @@ from app.chain.rpc import RpcClient
 from app.config import NetworkConfig, Settings
 from app.db.engine import make_engine
 from app.db.schema import create_schema
-from app.facilitator.service import Facilitator, SettlePolicy
+from app.facilitator.service import Facilitator
 from app.gateway.facilitators import LocalFacilitator
 from app.gateway.paywall import PaymentGate
 from app.gateway.repository import ClaimRepository
 from app.registry.attribution import AttributionResolver
 from app.registry.repository import RegistryRepository
 from app.registry.service import RegistryService
+from app.settlement.engine import EnginePolicy, SettlementEngine
 from app.settlement.finality import FinalityWatcher
-from app.settlement.repository import SettlementRepository, SignerNonceRepository
+from app.settlement.repository import GasSpendRepository, SettlementRepository, SignerNonceRepository
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +43,7 @@ class Service:
     networks: dict[str, NetworkConfig]
     rpc: dict[str, RpcClient] = field(default_factory=dict)
     signer: HotWallet | None = None  # the hot wallet that pays gas to settle; None: verify only
+    settlement_engine: SettlementEngine = field(init=False)
     facilitator: Facilitator = field(init=False)
     payment_gate: PaymentGate = field(init=False)
     registry: RegistryService = field(init=False)
@@ -54,14 +56,21 @@ class Service:
         registry = RegistryRepository(self.engine)
         self.registry = RegistryService(registry)
         self.api_keys = ApiKeyRepository(self.engine)
-        self.facilitator = Facilitator(
+        self.settlement_engine = SettlementEngine(
             networks=self.networks,
             rpc=self.rpc,
             settlements=SettlementRepository(self.engine),
             nonces=SignerNonceRepository(self.engine),
-            attribution=AttributionResolver(registry),
+            gas=GasSpendRepository(self.engine),
             signer=self.signer,
-            policy=SettlePolicy.from_settings(self.settings),
+            policy=EnginePolicy.from_settings(self.settings, self.networks),
+        )
+        self.facilitator = Facilitator(
+            networks=self.networks,
+            rpc=self.rpc,
+            settlements=SettlementRepository(self.engine),
+            attribution=AttributionResolver(registry),
+            engine=self.settlement_engine,
         )
         self.finality_watcher = FinalityWatcher(networks=self.networks, rpc=self.rpc,
                                                 settlements=SettlementRepository(self.engine))
@@ -89,28 +98,37 @@ class Service:
         )
 
     def start_background(self) -> None:
-        """Settlements a previous run left open are finished in the background, not before serving; the
-        finality watcher runs every ``finality_poll_seconds`` (0: off)."""
-        self.resumption = asyncio.create_task(self._resume_settlements(), name="resume-settlements")
+        """Settlements a previous run left open are finished in the background, not before serving, and
+        again every ``maintenance_seconds`` (nonce repair included); the finality watcher runs every
+        ``finality_poll_seconds`` (0: off)."""
+        self.resumption = asyncio.create_task(self._maintain(), name="resume-settlements")
         self._background.append(self.resumption)
+        if self.settings.maintenance_seconds > 0:
+            self._background.append(asyncio.create_task(self._maintain_forever(), name="maintenance"))
         if self.settings.finality_poll_seconds > 0:
             self._background.append(asyncio.create_task(
                 self.finality_watcher.run_forever(self.settings.finality_poll_seconds), name="finality"))
 
-    async def _resume_settlements(self) -> None:
+    async def _maintain(self) -> None:
         try:
-            count = await self.facilitator.resume_unfinished()
-        except Exception:  # the service keeps serving; a retried /settle resumes its own row
+            count = await self.facilitator.maintain()
+        except Exception:  # the service keeps serving; the next pass (or a retried /settle) tries again
             log.exception("resuming unfinished settlements failed")
             return
         if count:
-            log.info("resumed %d unfinished settlements", count)
+            log.info("looked at %d unfinished settlements", count)
+
+    async def _maintain_forever(self) -> None:
+        await self.resumption  # type: ignore[misc]
+        while True:
+            await asyncio.sleep(self.settings.maintenance_seconds)
+            await self._maintain()
 
     async def close(self) -> None:
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
-        await self.facilitator.close()
+        await self.settlement_engine.close()
         for client in self.rpc.values():
             await client.close()
         self.engine.dispose()

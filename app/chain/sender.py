@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from app.chain import rlp
 from app.chain.eip712 import address_bytes, keccak256
 from app.chain.keys import HotWallet
-from app.chain.rpc import RpcClient, RpcError
+from app.chain.rpc import RpcClient, RpcError, quantity
 from app.chain.signatures import to_checksum
 
 
@@ -155,3 +155,14 @@ async def broadcast(rpc: RpcClient, raw: bytes) -> str:
 async def pending_nonce(rpc: RpcClient, address: str) -> int:
     """The next nonce per the node's pending pool (a starting point; the database owns allocation)."""
     return int(await rpc.call("eth_getTransactionCount", [to_checksum(address), "pending"]), 16)
+
+
+async def nonce_counts(rpc: RpcClient, address: str) -> tuple[int, int]:
+    """(mined, pending): the wallet's transaction count in the latest block and in the node's pending pool
+    (mined plus the unbroken run of pending transactions after them: a gap stops the count)."""
+    latest, pending = await rpc.batch([("eth_getTransactionCount", [to_checksum(address), "latest"]),
+                                       ("eth_getTransactionCount", [to_checksum(address), "pending"])])
+    for result in (latest, pending):
+        if isinstance(result, Exception):
+            raise result
+    return quantity(latest), quantity(pending)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, ForeignKey, Index, Integer, UniqueConstraint
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from app.db.clock import utc_now
@@ -64,7 +64,10 @@ STATE_STAMPS: dict[SettlementState, str] = {
 
 class Settlement(SQLModel, table=True):
     __tablename__ = "settlements"
-    __table_args__ = (UniqueConstraint("network", "asset", "payer", "nonce", name="uq_settlement_authorization"),)
+    __table_args__ = (
+        UniqueConstraint("network", "asset", "payer", "nonce", name="uq_settlement_authorization"),
+        Index("ix_settlement_signer_nonce", "network", "signer", "tx_nonce"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     network: str = Field(max_length=64)
@@ -89,6 +92,9 @@ class Settlement(SQLModel, table=True):
     request_id: str | None = Field(default=None, max_length=128)
     state: str = Field(default=SettlementState.VERIFIED, max_length=16, index=True)
     signer: str | None = Field(default=None, max_length=42)  # facilitator hot wallet that sent it
+    # The signer's transaction nonce, allocated to this row in the same database transaction that hands it
+    # out (while the row is still verified): every transaction ever signed for this authorization uses it,
+    # so at most one of them can be mined.
     tx_nonce: int | None = None
     tx_hash: str | None = Field(default=None, max_length=66, index=True)
     raw_transaction: str | None = None  # signed bytes, so a crash between store and send can resend
@@ -98,6 +104,12 @@ class Settlement(SQLModel, table=True):
     effective_gas_price: int | None = Field(default=None, sa_type=Uint256)
     error_reason: str | None = Field(default=None, max_length=80)
     error_message: str | None = None
+    # Who works on the row while it is verified (a process id), until when: renewed while working, taken
+    # over by another process only once it has expired.
+    lease_owner: str | None = Field(default=None, max_length=64)
+    lease_until: datetime | None = Field(default=None, sa_type=UtcDateTime)
+    # When success was answered for this authorization: exactly once, ever.
+    answered_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     created_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)
     submitted_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
     confirmed_at: datetime | None = Field(default=None, sa_type=UtcDateTime)
@@ -119,6 +131,16 @@ class SignerNonce(SQLModel, table=True):
     address: str = Field(primary_key=True, max_length=42)
     next_nonce: int
     updated_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)
+
+
+class GasSpend(SQLModel, table=True):
+    """Gas the hot wallets paid per network and minute (wei), for the hourly gas budget."""
+
+    __tablename__ = "gas_spend"
+
+    network: str = Field(primary_key=True, max_length=64)
+    minute: int = Field(primary_key=True)  # Unix time // 60
+    wei: int = Field(sa_type=BigInteger)  # < 9.2e18 wei a minute: more than any hot wallet spends
 
 
 class EntryType(StrEnum):

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.dml import Update
 from sqlmodel import Session
@@ -22,7 +23,9 @@ from app.db.engine import write_connection, write_session
 from app.settlement.journal import reversal_of, settlement_lines
 from app.settlement.models import (
     STATE_STAMPS,
+    SUCCESS_STATES,
     TRANSITIONS,
+    GasSpend,
     JournalLine,
     Settlement,
     SettlementState,
@@ -70,14 +73,78 @@ class SettlementRepository:
             return None
         return settlement
 
+    # --------------------------------------------------------------------------- leases, answers
+
+    def renew_lease(self, settlement_id: int, *, owner: str, until: datetime) -> bool:
+        """Extend ``owner``'s lease on a verified row; False when the row is no longer verified or ours."""
+        statement = (
+            update(Settlement)
+            .where(Settlement.id == settlement_id, Settlement.state == SettlementState.VERIFIED.value,
+                   Settlement.lease_owner == owner)
+            .values(lease_until=until, updated_at=utc_now())
+        )
+        with write_connection(self._engine) as connection:
+            return connection.execute(statement).rowcount == 1
+
+    def take_over(self, settlement_id: int, *, owner: str, now: datetime, until: datetime) -> bool:
+        """Take a verified row whose lease has expired (its owner died or gave up); one taker wins."""
+        statement = (
+            update(Settlement)
+            .where(Settlement.id == settlement_id, Settlement.state == SettlementState.VERIFIED.value,
+                   or_(Settlement.lease_until.is_(None), Settlement.lease_until < now))
+            .values(lease_owner=owner, lease_until=until, updated_at=utc_now())
+        )
+        with write_connection(self._engine) as connection:
+            return connection.execute(statement).rowcount == 1
+
+    def claim_answer(self, settlement_id: int) -> bool:
+        """Record that success is being answered for this settlement; True for exactly one caller, ever."""
+        statement = (
+            update(Settlement)
+            .where(Settlement.id == settlement_id,
+                   Settlement.state.in_(sorted(state.value for state in SUCCESS_STATES)),
+                   Settlement.answered_at.is_(None))
+            .values(answered_at=utc_now())
+        )
+        with write_connection(self._engine) as connection:
+            return connection.execute(statement).rowcount == 1
+
+    def holding_nonces(self, network: str, signer: str, first: int, last: int) -> dict[int, Settlement]:
+        """The rows of ``signer`` on ``network`` whose transaction nonce is in ``[first, last]``, by nonce."""
+        statement = select(Settlement).where(
+            Settlement.network == network, Settlement.signer == signer,
+            Settlement.tx_nonce >= first, Settlement.tx_nonce <= last,
+        )
+        with Session(self._engine) as session:
+            return {row.tx_nonce: row for row in session.exec(statement).scalars() if row.tx_nonce is not None}
+
+    def oldest_submitted(self, network: str, signer: str) -> Settlement | None:
+        """The longest-waiting submitted row of ``signer`` (the one a stuck queue shows first)."""
+        statement = (
+            select(Settlement)
+            .where(Settlement.network == network, Settlement.signer == signer,
+                   Settlement.state == SettlementState.SUBMITTED.value)
+            .order_by(Settlement.submitted_at)
+            .limit(1)
+        )
+        with Session(self._engine) as session:
+            return session.exec(statement).scalars().first()
+
     # ------------------------------------------------------------------------ named transitions
 
     def mark_submitted(self, settlement_id: int, *, signer: str, tx_nonce: int, tx_hash: str,
                        raw_transaction: str) -> bool:
         """verified -> submitted, storing the signed transaction before it is broadcast (so a crash after
-        this never loses its hash, and a restart can resend it); False when someone else owns the row."""
-        return self._move(settlement_id, Transition.SUBMIT, signer=signer, tx_nonce=tx_nonce, tx_hash=tx_hash,
-                          raw_transaction=raw_transaction)
+        this never loses its hash, and a restart can resend it); False when someone else moved the row.
+
+        Only with the nonce allocated to the row (``SignerNonceRepository.allocate_to``): a transaction
+        of this authorization under any other nonce could be mined beside the first.
+        """
+        statement = self._statement(settlement_id, Transition.SUBMIT, tx_hash=tx_hash,
+                                    raw_transaction=raw_transaction)
+        statement = statement.where(Settlement.signer == signer, Settlement.tx_nonce == tx_nonce)
+        with write_connection(self._engine) as connection:
+            return connection.execute(statement).rowcount == 1
 
     def mark_confirmed(self, settlement_id: int, *, block_number: int, block_hash: str | None = None,
                        gas_used: int | None = None, effective_gas_price: int | None = None) -> bool:
@@ -175,6 +242,10 @@ def _insert_with_on_conflict(dialect: str) -> Callable[..., Any]:
     return insert
 
 
+class _NotAssigned(Exception):
+    """The settlement could not take the nonce: undo its allocation."""
+
+
 class SignerNonceRepository:
     """Transaction nonces of the facilitator's hot wallets, allocated from the database."""
 
@@ -201,15 +272,48 @@ class SignerNonceRepository:
             return int(connection.execute(statement).scalar_one())
 
     def allocate(self, network: str, address: str) -> int:
-        """Hand out the next nonce exactly once (one atomic UPDATE ... RETURNING)."""
+        """Hand out the next nonce exactly once (one atomic UPDATE ... RETURNING), for a transaction that
+        belongs to no settlement (a gap filler)."""
+        with write_connection(self._engine) as connection:
+            return self._next(connection, network, address)
+
+    def allocate_to(self, settlement_id: int, network: str, address: str) -> int | None:
+        """Hand out the next nonce to a verified settlement that has none, in ONE transaction: the row
+        carries its nonce from the moment the nonce exists, so a crash can never leave an allocated nonce
+        that nobody can account for. None (and no nonce used) when the row is not verified or already has one.
+        """
+        try:
+            with write_connection(self._engine) as connection:
+                nonce = self._next(connection, network, address)
+                assigned = connection.execute(
+                    update(Settlement)
+                    .where(Settlement.id == settlement_id, Settlement.state == SettlementState.VERIFIED.value,
+                           Settlement.tx_nonce.is_(None))
+                    .values(signer=address, tx_nonce=nonce, updated_at=utc_now())
+                ).rowcount
+                if assigned != 1:
+                    raise _NotAssigned  # rolls the transaction back: the nonce was never handed out
+                return nonce
+        except _NotAssigned:
+            return None
+
+    def next_nonce(self, network: str, address: str) -> int | None:
+        """The next nonce the database would hand out; None when it never handed one out."""
+        statement = select(SignerNonce.next_nonce).where(SignerNonce.network == network,
+                                                         SignerNonce.address == address)
+        with Session(self._engine) as session:
+            value = session.exec(statement).scalar_one_or_none()
+        return None if value is None else int(value)
+
+    @staticmethod
+    def _next(connection: Connection, network: str, address: str) -> int:
         statement = (
             update(SignerNonce)
             .where(SignerNonce.network == network, SignerNonce.address == address)
             .values(next_nonce=SignerNonce.next_nonce + 1, updated_at=utc_now())
             .returning(SignerNonce.next_nonce)
         )
-        with write_connection(self._engine) as connection:
-            value = connection.execute(statement).scalar_one_or_none()
+        value = connection.execute(statement).scalar_one_or_none()
         if value is None:
             raise LookupError(f"signer {address} on {network} has no nonce row: call raise_floor first")
         return int(value) - 1
@@ -224,3 +328,33 @@ class SignerNonceRepository:
         )
         with write_connection(self._engine) as connection:
             return connection.execute(statement).rowcount == 1
+
+
+class GasSpendRepository:
+    """What the hot wallets paid in gas per network and minute, for the hourly gas budget."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    def add(self, network: str, minute: int, wei: int) -> None:
+        dialect = self._engine.dialect.name
+        insert = _insert_with_on_conflict(dialect)
+        statement = insert(GasSpend).values(network=network, minute=minute, wei=wei)
+        statement = statement.on_conflict_do_update(index_elements=["network", "minute"],
+                                                    set_={"wei": GasSpend.wei + statement.excluded.wei})
+        with write_connection(self._engine) as connection:
+            connection.execute(statement)
+
+    def since(self, network: str, minute: int) -> int:
+        """Wei spent on ``network`` from ``minute`` on."""
+        statement = select(func.coalesce(func.sum(GasSpend.wei), 0)).where(GasSpend.network == network,
+                                                                           GasSpend.minute >= minute)
+        with self._engine.connect() as connection:
+            return int(connection.execute(statement).scalar_one())
+
+    def in_flight(self, network: str) -> int:
+        """Settlement transactions of ``network`` sent and not yet mined (their gas is not booked yet)."""
+        statement = select(func.count()).select_from(Settlement).where(
+            Settlement.network == network, Settlement.state == SettlementState.SUBMITTED.value)
+        with self._engine.connect() as connection:
+            return int(connection.execute(statement).scalar_one())

@@ -59,12 +59,17 @@ def test_a_v1_payment_verifies_and_settles_and_answers_with_the_v1_network_name(
     assert watched.moved() == {payer.address: -PRICE, payee: PRICE}
 
 
-def test_settling_the_same_authorization_again_returns_the_original_receipt(client, payer, payee, balances):
+def test_settling_the_same_authorization_again_is_already_used_with_the_original_transaction(
+    client, payer, payee, balances
+):
+    # One success per authorization (issue 10): a replay learns the transaction, not a second success.
     watched = balances(payer.address, payee)
     body = paid_body(payer, payee, PRICE)
     first = client.post("/settle", json=body).json()
     second = client.post("/settle", json=body).json()
-    assert first["success"] is True and second == first
+    assert first["success"] is True
+    assert second["success"] is False and second["errorReason"] == "invalid_exact_evm_nonce_already_used"
+    assert second["transaction"] == first["transaction"] and second["payer"] == payer.address
     assert watched.moved() == {payer.address: -PRICE, payee: PRICE}
 
 
@@ -175,10 +180,13 @@ def test_a_receipt_that_does_not_arrive_in_time_is_pending_with_its_hash_and_a_r
             assert still_pending["transaction"] == pending["transaction"]
             anvil.rpc("evm_mine")
             settled = client.post("/settle", json=body).json()
+            replayed = client.post("/settle", json=body).json()  # the success was answered: once
     finally:
         anvil.rpc("evm_setAutomine", [True])
     assert settled["success"] is True
     assert settled["transaction"] == pending["transaction"]
+    assert replayed["success"] is False and replayed["errorReason"] == "invalid_exact_evm_nonce_already_used"
+    assert replayed["transaction"] == settled["transaction"]
     assert watched.moved() == {payer.address: -PRICE, payee: PRICE}
 
 

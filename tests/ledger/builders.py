@@ -10,7 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from app.settlement.models import JournalLine, Settlement
-from app.settlement.repository import SettlementRepository
+from app.settlement.repository import SettlementRepository, SignerNonceRepository
 
 NETWORK = "eip155:84532"
 USDC = "0x036CbD53842c5426634e7929541eC2318f3dCF7e"
@@ -40,6 +40,17 @@ def record(engine: Engine, row: Settlement) -> Settlement:
     return created
 
 
+def submit(engine: Engine, settlement_id: int) -> bool:
+    """verified -> submitted the way the engine does it: a nonce allocated onto the row, then its transaction
+    stored under that nonce. False when the row was not verified."""
+    nonces = SignerNonceRepository(engine)
+    nonces.raise_floor(NETWORK, SIGNER, 0)
+    nonce = nonces.allocate_to(settlement_id, NETWORK, SIGNER)
+    return SettlementRepository(engine).mark_submitted(
+        settlement_id, signer=SIGNER, tx_nonce=-1 if nonce is None else nonce,
+        tx_hash=f"0x{settlement_id:064x}", raw_transaction="0x02")
+
+
 def confirm(engine: Engine, row: Settlement, *, gas_used: int = 0, gas_price: int = 0,
             booked_at: datetime | None = None) -> Settlement:
     """Record ``row`` and take it verified -> submitted -> confirmed (which books its journal lines).
@@ -49,8 +60,7 @@ def confirm(engine: Engine, row: Settlement, *, gas_used: int = 0, gas_price: in
     """
     repository = SettlementRepository(engine)
     created = record(engine, row)
-    assert repository.mark_submitted(created.id, signer=SIGNER, tx_nonce=created.id, tx_hash=f"0x{created.id:064x}",
-                                     raw_transaction="0x")
+    assert submit(engine, created.id)
     assert repository.mark_confirmed(created.id, gas_used=gas_used, effective_gas_price=gas_price, block_number=1)
     if booked_at is not None:
         backdate(engine, created.id, booked_at)

@@ -18,7 +18,7 @@ from app.main import create_app
 from app.settlement.finality import FinalityPass, FinalityWatcher
 from app.settlement.models import Settlement, SettlementState
 from app.settlement.repository import SettlementRepository
-from tests.ledger.builders import SIGNER, record, settlement
+from tests.ledger.builders import record, settlement, submit
 from tests.support.payments import BASE_SEPOLIA, paid_body
 
 PRICE = 7_000
@@ -30,8 +30,7 @@ EPOCHS = 70  # anvil's finalized block trails the latest by 64 (two epochs of 32
 
 def confirmed_at_block(repository: SettlementRepository, engine, block_number: int, **fields) -> Settlement:
     row = record(engine, settlement(value=1, **fields))
-    assert repository.mark_submitted(row.id, signer=SIGNER, tx_nonce=row.id, tx_hash=f"0x{row.id:064x}",
-                                     raw_transaction="0x")
+    assert submit(engine, row.id)
     assert repository.mark_confirmed(row.id, block_number=block_number, block_hash=f"0x{block_number:064x}")
     return row
 

@@ -12,25 +12,25 @@ from itertools import product
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from app.db.schema import create_schema
 from app.settlement.journal import settlement_lines
 from app.settlement.models import STATE_STAMPS, TRANSITIONS, JournalLine, SettlementState, Transition
 from app.settlement.repository import SettlementRepository
-from tests.ledger.builders import SIGNER, record, settlement
+from tests.ledger.builders import SIGNER, record, settlement, submit
 
-NAMED: dict[Transition, Callable[[SettlementRepository, int], bool]] = {
-    Transition.SUBMIT: lambda repository, row_id: repository.mark_submitted(
-        row_id, signer=SIGNER, tx_nonce=7, tx_hash="0x" + "ab" * 32, raw_transaction="0x02"),
-    Transition.CONFIRM: lambda repository, row_id: repository.mark_confirmed(
+NAMED: dict[Transition, Callable[[Engine, int], bool]] = {
+    Transition.SUBMIT: lambda engine, row_id: submit(engine, row_id),
+    Transition.CONFIRM: lambda engine, row_id: SettlementRepository(engine).mark_confirmed(
         row_id, block_number=12, block_hash="0x" + "cd" * 32, gas_used=50_000, effective_gas_price=3),
-    Transition.FAIL: lambda repository, row_id: repository.mark_failed(row_id, reason="transaction_failed",
-                                                                       message="reverted"),
-    Transition.EXPIRE: lambda repository, row_id: repository.mark_expired(row_id, reason="expired",
+    Transition.FAIL: lambda engine, row_id: SettlementRepository(engine).mark_failed(
+        row_id, reason="transaction_failed", message="reverted"),
+    Transition.EXPIRE: lambda engine, row_id: SettlementRepository(engine).mark_expired(row_id, reason="expired",
                                                                           message="window closed"),
-    Transition.FINALIZE: lambda repository, row_id: repository.mark_finalized(row_id),
-    Transition.REVERSE: lambda repository, row_id: repository.mark_reversed(row_id, reason="reorged",
+    Transition.FINALIZE: lambda engine, row_id: SettlementRepository(engine).mark_finalized(row_id),
+    Transition.REVERSE: lambda engine, row_id: SettlementRepository(engine).mark_reversed(row_id, reason="reorged",
                                                                             memo="block reorged away"),
 }
 CASES = list(product(Transition, SettlementState))
@@ -59,7 +59,7 @@ def test_a_transition_moves_a_row_only_from_its_source_states(engine, transition
     before = repository.get(created.id)
 
     sources, target = TRANSITIONS[transition]
-    moved = NAMED[transition](repository, created.id)
+    moved = NAMED[transition](engine, created.id)
     after = repository.get(created.id)
 
     assert moved is (state in sources)
