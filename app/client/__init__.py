@@ -11,19 +11,21 @@ with paying_client(signer, policy, timeout=30) as http:
 ```
 """
 
-from app.client.policy import (
+from app.client.ledger import (
     DAY_SECONDS,
+    SpendEntry,
+    SpendLedger,
+)
+from app.client.policy import (
     Choice,
     ClientPaymentError,
     NoPayableRequirement,
     PolicyViolation,
-    SpendEntry,
-    SpendLedger,
     SpendPolicy,
     choose_requirement,
     reserve_payment,
 )
-from app.client.signer import PaymentSigner, SignerError
+from app.client.signer import DEFAULT_MAX_VALIDITY_SECONDS, PaymentSigner, SignerError
 from app.client.transport import (
     AsyncPaymentTransport,
     InvalidPaymentRequired,
@@ -38,6 +40,7 @@ from app.client.transport import (
 
 __all__ = [
     "DAY_SECONDS",
+    "DEFAULT_MAX_VALIDITY_SECONDS",
     "AsyncPaymentTransport",
     "Choice",
     "ClientPaymentError",

@@ -1,4 +1,5 @@
-"""The agent's spend policy: what it may pay, to whom, and how much per payment, capability and day.
+"""The agent's spend policy: what it may pay, to whom, how much per payment, capability and day, and for
+how long a signed authorization may stay usable.
 
 Every check runs BEFORE anything is signed. A refusal is a :class:`PolicyViolation` naming the limit and
 by how much the payment would exceed it, or a :class:`NoPayableRequirement` when no offered requirement
@@ -8,23 +9,28 @@ Units: all limits are integer counts of the token's atomic units (USDC: 6 decima
 The daily and per-capability totals add the atomic amounts of every payment whatever its asset, so
 keep ``allowed_assets`` to tokens of the same unit (e.g. USDC on the allowed networks).
 
+The validity window is the policy's, not the server's: see :attr:`SpendPolicy.max_validity_seconds`.
+
 Capabilities: a payment's *capability key* is ``requirements.extra.capabilityId`` when the server puts
 one there (our gateway does), else the resource URL. A key of ``max_per_capability`` is either a
 capability id (matched exactly) or, when it contains ``://``, a resource URL prefix (matched with
 ``startswith`` against the resource URL). Every matching key applies; its limit is a rolling-24 h total
 for that capability, counting the payment being made.
+
+What counts: every authorization the client signed, whatever the server answered, for the rolling
+24 h (and longer if it is still usable); see :mod:`app.client.ledger`.
 """
 
 from __future__ import annotations
 
 import re
-import threading
 import time
-import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
+from app.client.ledger import DAY_SECONDS, Booking, SpendEntry, SpendLedger, new_entry
+from app.client.signer import DEFAULT_MAX_VALIDITY_SECONDS
 from app.protocol import (
     PaymentRequirements,
     PaymentRequirementsV1,
@@ -34,7 +40,8 @@ from app.protocol import (
     requirement_amount,
 )
 
-DAY_SECONDS = 24 * 60 * 60
+#: The longest window a policy may allow (a year): beyond that a "cap" no longer bounds anything.
+LONGEST_VALIDITY_SECONDS = 365 * DAY_SECONDS
 
 LimitName = Literal["max_per_payment", "max_per_capability", "max_per_day", "network", "asset", "payee"]
 AnyRequirements = PaymentRequirements | PaymentRequirementsV1
@@ -111,35 +118,55 @@ def _lower_set(values: Iterable[str] | None) -> frozenset[str] | None:
     return None if values is None else frozenset(value.lower() for value in values)
 
 
+def _check_amount(name: str, value: object) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
+        raise ValueError(f"{name} must be a non-negative int of atomic units, got {value!r}")
+
+
 @dataclass(frozen=True)
 class SpendPolicy:
     """What an agent may pay. ``None`` means "no limit" / "anything"; amounts are atomic units.
 
     ``allowed_networks`` are CAIP-2 (``eip155:84532``); v1 names in it are converted. ``allowed_assets``
     and ``allowed_payees`` are addresses compared case-insensitively.
+
+    ``max_validity_seconds`` caps how long a signed authorization stays usable: the client signs
+    ``validBefore = now + min(maxTimeoutSeconds, max_validity_seconds)``. A server asking a longer window
+    is not refused, it gets the shorter one: ``maxTimeoutSeconds`` is the longest the server will take
+    to settle, so an authorization that expires sooner is still a correct payment (the facilitator only
+    checks it has not expired), while refusing would let any server make the agent unable to pay by
+    asking for years. A window the server asks to be shorter than the cap is used as asked. Keep the cap
+    well above the facilitator's expiry margin (ours: 6 s) and the time the settlement takes.
     """
 
     max_per_payment: int | None = None
     max_per_capability: Mapping[str, int] = field(default_factory=dict)
     max_per_day: int | None = None
+    max_validity_seconds: int = DEFAULT_MAX_VALIDITY_SECONDS
     allowed_networks: frozenset[str] | None = None
     allowed_assets: frozenset[str] | None = None
     allowed_payees: frozenset[str] | None = None
 
     def __post_init__(self) -> None:
-        for name in ("max_per_payment", "max_per_day"):
-            value = getattr(self, name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise ValueError(f"{name} must be a non-negative int of atomic units, got {value!r}")
+        _check_amount("max_per_payment", self.max_per_payment)
+        _check_amount("max_per_day", self.max_per_day)
         for key, value in self.max_per_capability.items():
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"max_per_capability[{key!r}] must be a non-negative int, got {value!r}")
+        validity = self.max_validity_seconds
+        if isinstance(validity, bool) or not isinstance(validity, int) or not 0 < validity <= LONGEST_VALIDITY_SECONDS:
+            raise ValueError(f"max_validity_seconds must be an int of seconds in 1..{LONGEST_VALIDITY_SECONDS}, "
+                             f"got {validity!r}")
         object.__setattr__(self, "max_per_capability", dict(self.max_per_capability))
         if self.allowed_networks is not None:
             object.__setattr__(self, "allowed_networks",
                                frozenset(normalize_network(n) for n in self.allowed_networks))
         object.__setattr__(self, "allowed_assets", _lower_set(self.allowed_assets))
         object.__setattr__(self, "allowed_payees", _lower_set(self.allowed_payees))
+
+    def valid_before(self, requirement: AnyRequirements, now: float) -> int:
+        """The ``validBefore`` to sign at ``now``: the server's window, capped by ``max_validity_seconds``."""
+        return int(now) + min(requirement.max_timeout_seconds, self.max_validity_seconds)
 
     def capability_limits(self, capability_id: str | None, resource_url: str | None) -> list[tuple[str, int]]:
         """The ``max_per_capability`` entries that apply to a payment for this capability / resource."""
@@ -151,89 +178,6 @@ class SpendPolicy:
             elif capability_id is not None and key == capability_id:
                 found.append((key, limit))
         return found
-
-
-# -------------------------------------------------------------------------------------------- ledger
-
-
-SpendStatus = Literal["reserved", "settled", "unconfirmed"]
-
-
-@dataclass
-class SpendEntry:
-    """One payment this client signed: counted against the limits until it leaves the 24 h window."""
-
-    id: str
-    timestamp: float
-    amount: int
-    capability_id: str | None
-    resource_url: str | None
-    status: SpendStatus = "reserved"
-
-    @property
-    def capability(self) -> str | None:
-        """The payment's capability key: the capability id if known, else the resource URL."""
-        return self.capability_id or self.resource_url
-
-
-class SpendLedger:
-    """In-memory, thread-safe record of this client's payments over a rolling 24 h window.
-
-    Entries are *reserved* when an authorization is signed (so concurrent requests cannot overshoot a
-    budget together), marked *settled* when the server returns a successful receipt, left *unconfirmed*
-    when the outcome is unknown (the server holds a valid authorization), and removed (released) only
-    when the server answered 402 without settling.
-    """
-
-    def __init__(self, window_seconds: float = DAY_SECONDS) -> None:
-        self.window_seconds = window_seconds
-        self._entries: list[SpendEntry] = []
-        self.lock = threading.RLock()
-
-    def _prune(self, now: float) -> None:
-        cutoff = now - self.window_seconds
-        self._entries = [entry for entry in self._entries if entry.timestamp > cutoff]
-
-    def entries(self, now: float | None = None) -> list[SpendEntry]:
-        """A snapshot of the entries still in the window at ``now``."""
-        now = time.time() if now is None else now
-        with self.lock:
-            self._prune(now)
-            return [SpendEntry(**vars(entry)) for entry in self._entries]
-
-    def spent(self, now: float | None = None) -> int:
-        """Atomic units counted in the rolling window (reserved, settled and unconfirmed)."""
-        return sum(entry.amount for entry in self.entries(now))
-
-    def spent_on(self, key: str, now: float | None = None) -> int:
-        """Atomic units counted for one ``max_per_capability`` key (a capability id or a URL prefix)."""
-        total = 0
-        for entry in self.entries(now):
-            if "://" in key:
-                if entry.resource_url is not None and entry.resource_url.startswith(key):
-                    total += entry.amount
-            elif entry.capability_id == key:
-                total += entry.amount
-        return total
-
-    def reserve(self, amount: int, *, capability_id: str | None, resource_url: str | None,
-                now: float) -> SpendEntry:
-        entry = SpendEntry(id=uuid.uuid4().hex, timestamp=now, amount=amount, capability_id=capability_id,
-                           resource_url=resource_url)
-        with self.lock:
-            self._entries.append(entry)
-        return entry
-
-    def mark(self, entry_id: str, status: SpendStatus) -> None:
-        with self.lock:
-            for entry in self._entries:
-                if entry.id == entry_id:
-                    entry.status = status
-
-    def release(self, entry_id: str) -> None:
-        """Forget a reservation: the server refused the payment without settling it."""
-        with self.lock:
-            self._entries = [entry for entry in self._entries if entry.id != entry_id]
 
 
 # -------------------------------------------------------------------------------------------- choice
@@ -275,8 +219,7 @@ def _unpayable_reason(req: AnyRequirements) -> str | None:
 
 
 def _check_policy(req: AnyRequirements, amount: int, network: str, capability_id: str | None,
-                  resource_url: str | None, policy: SpendPolicy, ledger: SpendLedger,
-                  now: float) -> PolicyViolation | None:
+                  resource_url: str | None, policy: SpendPolicy, book: Booking) -> PolicyViolation | None:
     if policy.allowed_networks is not None and network not in policy.allowed_networks:
         return PolicyViolation("network", requested=network, allowed=policy.allowed_networks)
     if policy.allowed_assets is not None and req.asset.lower() not in policy.allowed_assets:
@@ -288,14 +231,14 @@ def _check_policy(req: AnyRequirements, amount: int, network: str, capability_id
                                excess=amount - policy.max_per_payment)
     worst: PolicyViolation | None = None
     for key, limit in policy.capability_limits(capability_id, resource_url):
-        spent = ledger.spent_on(key, now)
+        spent = book.spent_on(key)
         if spent + amount > limit and (worst is None or spent + amount - limit > (worst.excess or 0)):
             worst = PolicyViolation("max_per_capability", requested=amount, allowed=limit,
                                     excess=spent + amount - limit, already_spent=spent, capability=key)
     if worst is not None:
         return worst
     if policy.max_per_day is not None:
-        spent = ledger.spent(now)
+        spent = book.spent()
         if spent + amount > policy.max_per_day:
             return PolicyViolation("max_per_day", requested=amount, allowed=policy.max_per_day,
                                    excess=spent + amount - policy.max_per_day, already_spent=spent,
@@ -306,6 +249,34 @@ def _check_policy(req: AnyRequirements, amount: int, network: str, capability_id
 def _capability_id(req: AnyRequirements) -> str | None:
     value = (req.extra or {}).get("capabilityId")
     return value if isinstance(value, str) and value else None
+
+
+def _choose(accepts: Sequence[AnyRequirements], policy: SpendPolicy, book: Booking,
+            resource_url: str | None) -> Choice:
+    payable: list[Choice] = []
+    violations: list[tuple[int, int, int, PolicyViolation]] = []
+    unpayable: list[str] = []
+    for index, req in enumerate(accepts):
+        why = _unpayable_reason(req)
+        if why is not None:
+            unpayable.append(why)
+            continue
+        amount = int(requirement_amount(req))
+        network = normalize_network(req.network)
+        url = req.resource if isinstance(req, PaymentRequirementsV1) else resource_url
+        capability_id = _capability_id(req)
+        violation = _check_policy(req, amount, network, capability_id, url, policy, book)
+        if violation is not None:
+            unpayable.append(str(violation))
+            violations.append((-_STAGE[violation.limit], amount, index, violation))
+            continue
+        payable.append(Choice(requirement=req, index=index, amount=amount, network=network,
+                              chain_id=parse_eip155(network), capability_id=capability_id, resource_url=url))
+    if payable:
+        return min(payable, key=lambda choice: (choice.amount, choice.index))
+    if violations:
+        raise min(violations, key=lambda item: item[:3])[3]
+    raise NoPayableRequirement(unpayable)
 
 
 def choose_requirement(
@@ -320,34 +291,12 @@ def choose_requirement(
 
     ``resource_url`` is the v2 ``PaymentRequired.resource.url`` (v1 requirements carry their own).
     When none is allowed: the PolicyViolation of the requirement that got furthest through the checks
-    (cheapest among equals), or NoPayableRequirement when none is even signable.
+    (cheapest among equals), or NoPayableRequirement when none is even signable. Reserves nothing; to
+    pay, use :func:`reserve_payment`, which checks and reserves in one booking.
     """
     now = time.time() if now is None else now
-    payable: list[Choice] = []
-    violations: list[tuple[int, int, int, PolicyViolation]] = []
-    unpayable: list[str] = []
-    with ledger.lock:
-        for index, req in enumerate(accepts):
-            why = _unpayable_reason(req)
-            if why is not None:
-                unpayable.append(why)
-                continue
-            amount = int(requirement_amount(req))
-            network = normalize_network(req.network)
-            url = req.resource if isinstance(req, PaymentRequirementsV1) else resource_url
-            capability_id = _capability_id(req)
-            violation = _check_policy(req, amount, network, capability_id, url, policy, ledger, now)
-            if violation is not None:
-                unpayable.append(str(violation))
-                violations.append((-_STAGE[violation.limit], amount, index, violation))
-                continue
-            payable.append(Choice(requirement=req, index=index, amount=amount, network=network,
-                                  chain_id=parse_eip155(network), capability_id=capability_id, resource_url=url))
-    if payable:
-        return min(payable, key=lambda choice: (choice.amount, choice.index))
-    if violations:
-        raise min(violations, key=lambda item: item[:3])[3]
-    raise NoPayableRequirement(unpayable)
+    with ledger.booking(now) as book:
+        return _choose(accepts, policy, book, resource_url)
 
 
 def reserve_payment(
@@ -357,12 +306,19 @@ def reserve_payment(
     now: float,
     *,
     resource_url: str | None = None,
+    payer: str | None = None,
 ) -> tuple[Choice, SpendEntry]:
-    """Choose and reserve in one step under the ledger's lock, so concurrent payments cannot both fit
-    into the same remaining budget."""
-    with ledger.lock:
-        choice = choose_requirement(accepts, policy, ledger, now, resource_url=resource_url)
-        entry = ledger.reserve(choice.amount, capability_id=choice.capability_id,
-                               resource_url=choice.resource_url, now=now)
-    return choice, entry
+    """Choose and record the authorization about to be signed, in one booking of the ledger.
 
+    One booking (under the ledger's lock) so concurrent payments cannot both fit into the same remaining
+    budget. The entry carries the nonce and
+    ``validBefore`` the signer must use, so the ledger row describes exactly the authorization signed.
+    """
+    with ledger.booking(now) as book:
+        choice = _choose(accepts, policy, book, resource_url)
+        req = choice.requirement
+        entry = new_entry(choice.amount, now=now, capability_id=choice.capability_id,
+                          resource_url=choice.resource_url, asset=req.asset, network=choice.network,
+                          payee=req.pay_to, payer=payer, valid_before=policy.valid_before(req, now))
+        book.add(entry)
+    return choice, entry

@@ -1,4 +1,5 @@
-"""Spend policy: which requirement is chosen, each refusal with its numbers, the rolling 24 h window."""
+"""Spend policy: which requirement is chosen, each refusal with its numbers, the rolling 24 h window, and
+the validity cap."""
 
 from __future__ import annotations
 
@@ -198,3 +199,29 @@ def test_concurrent_reservations_never_overshoot_the_day():
     assert outcomes.count("paid") == 5
     assert outcomes.count("max_per_day") == 15
     assert ledger.spent(T0) == 50_000
+
+
+# ------------------------------------------------------------------------ the validity cap (issue 10)
+
+
+@pytest.mark.parametrize("seconds", [0, -1, 366 * DAY_SECONDS, 1.5, True])
+def test_the_validity_cap_is_a_whole_number_of_seconds_up_to_a_year(seconds):
+    with pytest.raises(ValueError, match="max_validity_seconds"):
+        SpendPolicy(max_validity_seconds=seconds)
+
+
+@pytest.mark.parametrize(("asked", "cap", "valid_for"), [(10**9, 300, 300), (301, 300, 300), (60, 300, 60),
+                                                        (0, 300, 0), (3600, 1200, 1200)])
+def test_valid_before_is_the_server_s_window_capped_by_the_policy(asked, cap, valid_for):
+    policy = SpendPolicy(max_validity_seconds=cap)
+    assert policy.valid_before(req(1, maxTimeoutSeconds=asked), T0 + 0.9) == int(T0) + valid_for
+
+
+def test_a_reservation_carries_the_capped_valid_before_and_a_fresh_nonce():
+    ledger = SpendLedger()
+    _, first = reserve_payment([req(1, maxTimeoutSeconds=10**9)], SpendPolicy(), ledger, T0, resource_url=URL,
+                               payer=PAYEE)
+    _, second = reserve_payment([req(1)], SpendPolicy(), ledger, T0, resource_url=URL)
+    assert first.valid_before == int(T0) + 300
+    assert (first.asset, first.network, first.payee, first.payer) == (USDC, BASE_SEPOLIA, PAYEE, PAYEE)
+    assert first.nonce != second.nonce and len(bytes.fromhex(first.nonce[2:])) == 32
