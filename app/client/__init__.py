@@ -1,11 +1,12 @@
 """Agent side: an httpx transport that pays x402 402s automatically, under a spend policy.
 
 ```python
-from app.client import PaymentSigner, SpendPolicy, paying_client, receipt_of
+from app.client import PaymentSigner, SpendPolicy, SqliteSpendLedger, paying_client, receipt_of
 
 signer = PaymentSigner.from_key(AGENT_KEY)            # or PaymentSigner.from_keystore(path, password)
 policy = SpendPolicy(max_per_payment=50_000, max_per_day=1_000_000, allowed_networks=frozenset({"eip155:84532"}))
-with paying_client(signer, policy, timeout=30) as http:
+ledger = SqliteSpendLedger("agent-spend.db")          # shared by the agent's processes; omit for in-memory
+with paying_client(signer, policy, ledger=ledger, timeout=30) as http:
     response = http.get("http://127.0.0.1:4021/cap/weather/today")
     receipt = receipt_of(response)                    # SettleResponse or None
 ```
@@ -15,6 +16,9 @@ from app.client.ledger import (
     DAY_SECONDS,
     SpendEntry,
     SpendLedger,
+    SpendLedgerError,
+    SqliteSpendLedger,
+    open_spend_ledger,
 )
 from app.client.policy import (
     Choice,
@@ -54,9 +58,12 @@ __all__ = [
     "SignerError",
     "SpendEntry",
     "SpendLedger",
+    "SpendLedgerError",
     "SpendPolicy",
+    "SqliteSpendLedger",
     "async_paying_client",
     "choose_requirement",
+    "open_spend_ledger",
     "paying_client",
     "payment_of",
     "receipt_of",

@@ -310,8 +310,8 @@ def reserve_payment(
 ) -> tuple[Choice, SpendEntry]:
     """Choose and record the authorization about to be signed, in one booking of the ledger.
 
-    One booking (under the ledger's lock) so concurrent payments cannot both fit into the same remaining
-    budget. The entry carries the nonce and
+    One booking (a lock, or a SQLite write transaction shared by every process of the agent) so
+    concurrent payments cannot both fit into the same remaining budget. The entry carries the nonce and
     ``validBefore`` the signer must use, so the ledger row describes exactly the authorization signed.
     """
     with ledger.booking(now) as book:

@@ -14,10 +14,10 @@ and a 402 there is paid on its own; the conveniences below leave redirects off, 
 
 Budget accounting: the authorization is written to the :class:`SpendLedger` (amount, asset, network,
 payee, nonce, ``validBefore``) in the same booking as the policy check and BEFORE it is signed, so
-concurrent requests cannot overshoot a limit together. Once signed it counts whatever the server
-answers: the entry is marked *settled* (a response below 400 with a successful receipt), *refused* (a
-402 without settlement) or *unconfirmed* (anything else, or the connection failed), and every status
-counts. A 402 does not prove the server
+concurrent requests (threads, or processes sharing a :class:`SqliteSpendLedger`) cannot overshoot a
+limit together. Once signed it counts whatever the server answers: the entry is marked *settled* (a
+response below 400 with a successful receipt), *refused* (a 402 without settlement) or *unconfirmed*
+(anything else, or the connection failed), and every status counts. A 402 does not prove the server
 will not cash the authorization it now holds; only an authorization that was never signed (the signer
 failed) is released. ``validBefore`` is capped by the policy's ``max_validity_seconds``.
 
@@ -269,8 +269,9 @@ class _LedgerAccess:
 class PaymentTransport(_LedgerAccess, httpx.BaseTransport):
     """A sync httpx transport that pays 402s once per request, within ``policy``.
 
-    ``ledger`` (shared between transports of one agent to share its budget) defaults to a new one;
-    ``clock`` returns Unix seconds (injectable for tests).
+    ``ledger`` (shared between transports of one agent to share its budget) defaults to a new in-memory
+    one; a :class:`SqliteSpendLedger` shares it with the agent's other processes and keeps it across a
+    restart. ``clock`` returns Unix seconds (injectable for tests).
     """
 
     def __init__(

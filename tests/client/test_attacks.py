@@ -3,12 +3,17 @@ paying client over a real loopback port; where money could move, the payee then 
 collected on anvil and the chain says how much left the agent's wallet.
 
 (a) a payee that never admits to being paid collects at most the daily limit;
-(b) a payee asking a validity window of 32 years gets one of at most 300 s.
+(b) a payee asking a validity window of 32 years gets one of at most 300 s;
+(c) processes of one agent sharing a spend-ledger file cannot together exceed the daily limit, and a
+    restart does not grant a fresh day.
 """
 
 from __future__ import annotations
 
+import multiprocessing
 import time
+from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +26,7 @@ from app.client import (
     PolicyViolation,
     SpendLedger,
     SpendPolicy,
+    SqliteSpendLedger,
     paying_client,
 )
 from app.dev.deploy import DevDeployment
@@ -124,3 +130,49 @@ def test_the_cap_is_the_policy_s_and_a_shorter_window_is_used_as_asked():
     valid_before = [int(p["payload"]["authorization"]["validBefore"])
                     for p in long_window.collected + short_window.collected]
     assert valid_before == [int(T0) + 120, int(T0) + 45]
+
+
+# ------------------------------------------------------------------- (c) processes sharing one file
+
+
+def pay_from_a_process(key: bytes, url: str, ledger_path: str, max_per_day: int, calls: int,
+                       start: Any, results: Any) -> None:
+    """One process of the agent: its own client, the shared ledger file; reports its outcomes."""
+    policy = SpendPolicy(max_per_day=max_per_day)
+    ledger = SqliteSpendLedger(ledger_path)
+    with paying_client(PaymentSigner.from_key(key), policy, ledger=ledger, timeout=30) as http:
+        start.wait(timeout=120)
+        results.put([call(http, url) for _ in range(calls)])
+    ledger.close()
+
+
+def test_two_processes_sharing_a_ledger_file_cannot_together_exceed_the_daily_limit_nor_restart_a_day(
+    tmp_path: Path,
+):
+    path = tmp_path / "agent-spend.db"
+    limit = 8 * PRICE
+    context = multiprocessing.get_context("spawn")
+    start = context.Barrier(2)
+    results = context.Queue()
+    with hostile_payee(offer(PAYEE, PRICE)) as payee:
+        processes = [context.Process(target=pay_from_a_process,
+                                     args=(bytes.fromhex(KEY[2:]), payee.url, str(path), limit, 8, start, results))
+                     for _ in range(2)]
+        for process in processes:
+            process.start()
+        outcomes = [results.get(timeout=120) for _ in processes]
+        for process in processes:
+            process.join(timeout=30)
+        assert [process.exitcode for process in processes] == [0, 0]
+
+        assert sorted(outcomes[0] + outcomes[1]) == ["402"] * 8 + ["max_per_day"] * 8
+        assert payee.signed_total() == limit  # together, exactly the limit: never more
+
+        restarted = SqliteSpendLedger(path)  # a restart opens the same file: the day's spend is still there
+        assert restarted.spent() == limit
+        with paying_client(PaymentSigner.from_key(KEY), SpendPolicy(max_per_day=limit), ledger=restarted) as http, \
+                pytest.raises(PolicyViolation) as caught:
+            http.get(payee.url)
+        assert (caught.value.limit, caught.value.already_spent) == ("max_per_day", limit)
+        restarted.close()
+    assert len(payee.collected) == 8
