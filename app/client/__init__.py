@@ -21,12 +21,16 @@ from app.client.ledger import (
     open_spend_ledger,
 )
 from app.client.policy import (
+    DEFAULT_MAX_PER_DAY,
+    DEFAULT_MAX_PER_PAYMENT,
     Choice,
     ClientPaymentError,
+    KnownAsset,
     NoPayableRequirement,
     PolicyViolation,
     SpendPolicy,
     choose_requirement,
+    known_usdc,
     reserve_payment,
 )
 from app.client.signer import DEFAULT_MAX_VALIDITY_SECONDS, PaymentSigner, SignerError
@@ -44,11 +48,14 @@ from app.client.transport import (
 
 __all__ = [
     "DAY_SECONDS",
+    "DEFAULT_MAX_PER_DAY",
+    "DEFAULT_MAX_PER_PAYMENT",
     "DEFAULT_MAX_VALIDITY_SECONDS",
     "AsyncPaymentTransport",
     "Choice",
     "ClientPaymentError",
     "InvalidPaymentRequired",
+    "KnownAsset",
     "NoPayableRequirement",
     "PaymentMade",
     "PaymentSigner",
@@ -63,6 +70,7 @@ __all__ = [
     "SqliteSpendLedger",
     "async_paying_client",
     "choose_requirement",
+    "known_usdc",
     "open_spend_ledger",
     "paying_client",
     "payment_of",

@@ -6,10 +6,14 @@ by how much the payment would exceed it, or a :class:`NoPayableRequirement` when
 is even of a kind this client can sign (EVM ``exact`` with an EIP-712 domain).
 
 Units: all limits are integer counts of the token's atomic units (USDC: 6 decimals, so 10_000 is $0.01).
-The daily and per-capability totals add the atomic amounts of every payment whatever its asset, so
-keep ``allowed_assets`` to tokens of the same unit (e.g. USDC on the allowed networks).
+The daily and per-capability totals add the atomic amounts of every payment whatever its asset, which is
+why the policy pays only *known* assets (by default USDC, 6 decimals, on the networks of
+``app/networks.json``): an unknown token's units would make the limits meaningless.
 
-The validity window is the policy's, not the server's: see :attr:`SpendPolicy.max_validity_seconds`.
+The server does not choose what the agent signs. A requirement's token must be a known asset on its
+network, and the EIP-712 domain the server names (``extra.name`` / ``extra.version``) must be the one
+our table holds for that token; otherwise the payment is refused before signing. The validity window is
+the policy's too: see :attr:`SpendPolicy.max_validity_seconds`.
 
 Capabilities: a payment's *capability key* is ``requirements.extra.capabilityId`` when the server puts
 one there (our gateway does), else the resource URL. A key of ``max_per_capability`` is either a
@@ -31,6 +35,7 @@ from typing import Literal
 
 from app.client.ledger import DAY_SECONDS, Booking, SpendEntry, SpendLedger, new_entry
 from app.client.signer import DEFAULT_MAX_VALIDITY_SECONDS
+from app.config import known_networks
 from app.protocol import (
     PaymentRequirements,
     PaymentRequirementsV1,
@@ -40,16 +45,21 @@ from app.protocol import (
     requirement_amount,
 )
 
+#: 1 USDC: the official x402 SDK's default per-payment cap, so an agent moving from it is not surprised.
+DEFAULT_MAX_PER_PAYMENT = 1_000_000
+#: 10 USDC per rolling 24 h: the most a default-configured agent can lose to payees in a day.
+DEFAULT_MAX_PER_DAY = 10_000_000
 #: The longest window a policy may allow (a year): beyond that a "cap" no longer bounds anything.
 LONGEST_VALIDITY_SECONDS = 365 * DAY_SECONDS
 
-LimitName = Literal["max_per_payment", "max_per_capability", "max_per_day", "network", "asset", "payee"]
+LimitName = Literal["max_per_payment", "max_per_capability", "max_per_day", "network", "asset", "asset_domain",
+                    "payee"]
 AnyRequirements = PaymentRequirements | PaymentRequirementsV1
 
 _ADDRESS_RE = re.compile(r"0x[0-9a-fA-F]{40}", re.ASCII)
 # How far a requirement got through the checks; a later stage is a "more relevant" refusal.
-_STAGE: dict[str, int] = {"network": 1, "asset": 2, "payee": 3, "max_per_payment": 4, "max_per_capability": 5,
-                          "max_per_day": 6}
+_STAGE: dict[str, int] = {"network": 1, "asset": 2, "asset_domain": 2, "payee": 3, "max_per_payment": 4,
+                          "max_per_capability": 5, "max_per_day": 6}
 
 
 # -------------------------------------------------------------------------------------------- errors
@@ -63,12 +73,15 @@ class PolicyViolation(ClientPaymentError):
     """The agent's own policy refuses a payment; raised before anything is signed.
 
     - ``limit``: which rule: ``max_per_payment``, ``max_per_capability``, ``max_per_day``, ``network``,
-      ``asset`` or ``payee``;
-    - ``requested``: the amount (atomic units) for amount limits, else the refused network/asset/payee;
+      ``asset`` (not a known asset, or not in ``allowed_assets``), ``asset_domain`` (a known asset whose
+      EIP-712 domain the server misnames) or ``payee``;
+    - ``requested``: the amount (atomic units) for amount limits, the server's domain for
+      ``asset_domain``, else the refused network/asset/payee;
     - ``allowed``: the limit (atomic units) or the allowed set;
     - ``excess``: by how many atomic units the payment would go over the limit (None for allow-lists);
     - ``already_spent``: for rolling limits, what the window already holds;
-    - ``capability``: the capability key the payment was for (or the matching limit key).
+    - ``capability``: the capability key the payment was for (or the matching limit key);
+    - ``asset``/``network``: the token and network of an ``asset_domain`` refusal.
     """
 
     def __init__(
@@ -80,6 +93,8 @@ class PolicyViolation(ClientPaymentError):
         excess: int | None = None,
         already_spent: int | None = None,
         capability: str | None = None,
+        asset: str | None = None,
+        network: str | None = None,
     ) -> None:
         self.limit = limit
         self.requested = requested
@@ -87,6 +102,8 @@ class PolicyViolation(ClientPaymentError):
         self.excess = excess
         self.already_spent = already_spent
         self.capability = capability
+        self.asset = asset
+        self.network = network
         super().__init__(self._describe())
 
     def _describe(self) -> str:
@@ -99,6 +116,9 @@ class PolicyViolation(ClientPaymentError):
             return (f"spend policy {self.limit}: paying {self.requested} on top of {self.already_spent} already "
                     f"spent in the rolling 24 h ({window}) exceeds the limit of {self.allowed} by {self.excess}")
         shown = ", ".join(sorted(self.allowed)) if isinstance(self.allowed, frozenset) else str(self.allowed)
+        if self.limit == "asset_domain":
+            return (f"spend policy asset_domain: the server gives the token {self.asset} on {self.network} the "
+                    f"EIP-712 domain {self.requested}, but that token's domain is {shown}; refusing to sign")
         return f"spend policy {self.limit}: {self.requested} is not allowed (allowed: {shown or 'none'})"
 
 
@@ -109,6 +129,36 @@ class NoPayableRequirement(ClientPaymentError):
         self.refusals = list(refusals)
         listed = "; ".join(f"accepts[{i}]: {why}" for i, why in enumerate(self.refusals)) or "accepts is empty"
         super().__init__(f"no payable requirement: {listed}")
+
+
+# -------------------------------------------------------------------------------------------- assets
+
+
+@dataclass(frozen=True)
+class KnownAsset:
+    """A token the policy may pay, with the EIP-712 domain its contract signs with.
+
+    The domain comes from configuration we trust, never from a server's ``extra``: a server that could
+    choose the domain would choose what the agent signs.
+    """
+
+    network: str  # CAIP-2
+    address: str
+    name: str
+    version: str
+
+    def domain(self) -> str:
+        """The domain as shown in refusals: ``name='USDC' version='2'``."""
+        return f"name={self.name!r} version={self.version!r}"
+
+
+def known_usdc() -> frozenset[KnownAsset]:
+    """USDC on every network of ``app/networks.json``, with its EIP-712 name and version (the default)."""
+    return frozenset(
+        KnownAsset(network=network.network, address=asset.address, name=asset.name, version=asset.version)
+        for network in known_networks().values()
+        for asset in network.assets
+    )
 
 
 # -------------------------------------------------------------------------------------------- policy
@@ -125,10 +175,17 @@ def _check_amount(name: str, value: object) -> None:
 
 @dataclass(frozen=True)
 class SpendPolicy:
-    """What an agent may pay. ``None`` means "no limit" / "anything"; amounts are atomic units.
+    """What an agent may pay; amounts are atomic units.
+
+    The defaults are finite on purpose, so an agent configured with nothing cannot be drained:
+    ``max_per_payment`` 1 USDC, ``max_per_day`` 10 USDC, ``max_validity_seconds`` 300, and only known
+    assets (USDC on the networks of ``app/networks.json``, with their EIP-712 domains). Passing ``None``
+    for ``max_per_payment`` or ``max_per_day`` removes that limit, deliberately.
 
     ``allowed_networks`` are CAIP-2 (``eip155:84532``); v1 names in it are converted. ``allowed_assets``
-    and ``allowed_payees`` are addresses compared case-insensitively.
+    (a further restriction within ``known_assets``) and ``allowed_payees`` are addresses compared
+    case-insensitively; ``None`` means any. To pay another token, add it to ``known_assets`` with its
+    real domain, e.g. ``known_assets=known_usdc() | {KnownAsset(...)}`` (and mind its units).
 
     ``max_validity_seconds`` caps how long a signed authorization stays usable: the client signs
     ``validBefore = now + min(maxTimeoutSeconds, max_validity_seconds)``. A server asking a longer window
@@ -139,13 +196,15 @@ class SpendPolicy:
     well above the facilitator's expiry margin (ours: 6 s) and the time the settlement takes.
     """
 
-    max_per_payment: int | None = None
+    max_per_payment: int | None = DEFAULT_MAX_PER_PAYMENT
     max_per_capability: Mapping[str, int] = field(default_factory=dict)
-    max_per_day: int | None = None
+    max_per_day: int | None = DEFAULT_MAX_PER_DAY
     max_validity_seconds: int = DEFAULT_MAX_VALIDITY_SECONDS
     allowed_networks: frozenset[str] | None = None
     allowed_assets: frozenset[str] | None = None
     allowed_payees: frozenset[str] | None = None
+    known_assets: frozenset[KnownAsset] = field(default_factory=known_usdc)
+    _domains: dict[tuple[str, str], KnownAsset] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _check_amount("max_per_payment", self.max_per_payment)
@@ -163,6 +222,17 @@ class SpendPolicy:
                                frozenset(normalize_network(n) for n in self.allowed_networks))
         object.__setattr__(self, "allowed_assets", _lower_set(self.allowed_assets))
         object.__setattr__(self, "allowed_payees", _lower_set(self.allowed_payees))
+        object.__setattr__(self, "known_assets", frozenset(self.known_assets))
+        object.__setattr__(self, "_domains", {(normalize_network(known.network), known.address.lower()): known
+                                              for known in self.known_assets})
+
+    def known_asset(self, network: str, asset: str) -> KnownAsset | None:
+        """The known token at ``asset`` on ``network`` (CAIP-2), or None."""
+        return self._domains.get((network, asset.lower()))
+
+    def assets_on(self, network: str) -> frozenset[str]:
+        """The known assets' addresses on ``network`` (for a refusal's ``allowed``)."""
+        return frozenset(known.address for (on, _), known in self._domains.items() if on == network)
 
     def valid_before(self, requirement: AnyRequirements, now: float) -> int:
         """The ``validBefore`` to sign at ``now``: the server's window, capped by ``max_validity_seconds``."""
@@ -218,12 +288,28 @@ def _unpayable_reason(req: AnyRequirements) -> str | None:
     return None
 
 
+def _check_asset(req: AnyRequirements, network: str, policy: SpendPolicy) -> PolicyViolation | None:
+    """The token must be known on this network and the server must name its real EIP-712 domain."""
+    known = policy.known_asset(network, req.asset)
+    if known is None:
+        return PolicyViolation("asset", requested=req.asset, allowed=policy.assets_on(network))
+    extra = req.extra or {}
+    if (extra.get("name"), extra.get("version")) != (known.name, known.version):
+        offered = f"name={extra.get('name')!r} version={extra.get('version')!r}"
+        return PolicyViolation("asset_domain", requested=offered, allowed=frozenset({known.domain()}),
+                               asset=req.asset, network=network)
+    if policy.allowed_assets is not None and req.asset.lower() not in policy.allowed_assets:
+        return PolicyViolation("asset", requested=req.asset, allowed=policy.allowed_assets)
+    return None
+
+
 def _check_policy(req: AnyRequirements, amount: int, network: str, capability_id: str | None,
                   resource_url: str | None, policy: SpendPolicy, book: Booking) -> PolicyViolation | None:
     if policy.allowed_networks is not None and network not in policy.allowed_networks:
         return PolicyViolation("network", requested=network, allowed=policy.allowed_networks)
-    if policy.allowed_assets is not None and req.asset.lower() not in policy.allowed_assets:
-        return PolicyViolation("asset", requested=req.asset, allowed=policy.allowed_assets)
+    refused = _check_asset(req, network, policy)
+    if refused is not None:
+        return refused
     if policy.allowed_payees is not None and req.pay_to.lower() not in policy.allowed_payees:
         return PolicyViolation("payee", requested=req.pay_to, allowed=policy.allowed_payees)
     if policy.max_per_payment is not None and amount > policy.max_per_payment:

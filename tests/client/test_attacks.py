@@ -5,7 +5,8 @@ collected on anvil and the chain says how much left the agent's wallet.
 (a) a payee that never admits to being paid collects at most the daily limit;
 (b) a payee asking a validity window of 32 years gets one of at most 300 s;
 (c) processes of one agent sharing a spend-ledger file cannot together exceed the daily limit, and a
-    restart does not grant a fresh day.
+    restart does not grant a fresh day;
+(d) a payee naming the wrong EIP-712 domain for USDC, or an unknown token, is refused before signing.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
+from eth_account import Account
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from web3.contract import Contract
@@ -32,11 +34,26 @@ from app.client import (
 from app.dev.deploy import DevDeployment
 from app.dev.devchain import DevChain
 from tests.client.hostile import ANSWERS, Answer, cash, hostile_payee, offer, transfer_call
+from tests.support.payments import BASE_SEPOLIA, USDC
 
 PRICE = 10_000  # $0.01
 PAYEE = "0x209693Bc6afc0C5328bA36FaF03C514EF312287C"
 KEY = "0x" + "6e" * 32
 T0 = 1_800_000_000.0
+
+
+class CountingSigner(PaymentSigner):
+    """A real signer that also counts its signatures, to show a refusal came before any signing."""
+
+    __slots__ = ("signatures",)
+
+    def __init__(self, key: str) -> None:
+        super().__init__(Account.from_key(key))
+        self.signatures = 0
+
+    def sign_exact(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        self.signatures += 1
+        return super().sign_exact(*args, **kwargs)
 
 
 def call(http: httpx.Client, url: str) -> str:
@@ -176,3 +193,36 @@ def test_two_processes_sharing_a_ledger_file_cannot_together_exceed_the_daily_li
         assert (caught.value.limit, caught.value.already_spent) == ("max_per_day", limit)
         restarted.close()
     assert len(payee.collected) == 8
+
+
+# ------------------------------------------------------------------- (d) the server names the token
+
+
+@pytest.mark.parametrize(
+    ("overrides", "limit"),
+    [
+        ({"extra": {"name": "USD Coin", "version": "2"}}, "asset_domain"),  # Base mainnet's name, on Base Sepolia
+        ({"extra": {"name": "USDC", "version": "1"}}, "asset_domain"),
+        ({"asset": "0x2222222222222222222222222222222222222222"}, "asset"),  # a token we do not know
+        ({"asset": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",  # Base mainnet USDC, offered on Base Sepolia
+          "extra": {"name": "USD Coin", "version": "2"}}, "asset"),
+    ],
+    ids=["wrong-domain-name", "wrong-domain-version", "unknown-token", "usdc-of-another-network"],
+)
+def test_a_payee_naming_a_token_or_domain_we_do_not_know_is_refused_before_signing(overrides, limit):
+    signer = CountingSigner(KEY)
+    spend = SpendLedger()
+    with hostile_payee(offer(PAYEE, PRICE, **overrides)) as payee, \
+            paying_client(signer, SpendPolicy(), ledger=spend) as http, \
+            pytest.raises(PolicyViolation) as caught:
+        http.get(payee.url)
+    error = caught.value
+    assert error.limit == limit
+    assert str(overrides.get("asset", USDC)) in str(error)
+    if limit == "asset_domain":
+        assert (error.asset, error.network) == (USDC, BASE_SEPOLIA)
+        assert error.allowed == frozenset({"name='USDC' version='2'"})
+        assert "refusing to sign" in str(error)
+    assert signer.signatures == 0
+    assert payee.collected == [] and payee.unpaid_requests == 1
+    assert spend.entries() == []

@@ -112,8 +112,9 @@ def test_a_payment_the_server_rejects_is_not_paid_again_and_nothing_moves(facili
     watched = ledger()
     counting = Counting()
     spend = SpendLedger()
+    unlimited = SpendPolicy(max_per_payment=None, max_per_day=None)  # the default limits would refuse $5000
     with sdk_resource_server(facilitator_url, provider, price="$5000") as base, \
-            paying_client(signer_of(agent), SpendPolicy(), ledger=spend, inner=counting, timeout=30) as http:
+            paying_client(signer_of(agent), unlimited, ledger=spend, inner=counting, timeout=30) as http:
         response = http.get(f"{base}/weather")
     assert response.status_code == 402
     assert counting.sent == [False, True]
