@@ -30,6 +30,10 @@ from app.protocol import (
 
 #: How far back a v1 authorization's ``validAfter`` is set (the TypeScript v1 client's value), for clock skew.
 V1_VALID_AFTER_SKEW_SECONDS = 600
+#: The longest an authorization signed without an explicit ``valid_before`` stays usable. A server's
+#: ``maxTimeoutSeconds`` is only what it asks for: honoured as is, a server asking 10**9 would hold a
+#: bearer authorization for 32 years.
+DEFAULT_MAX_VALIDITY_SECONDS = 300
 
 
 class SignerError(ValueError):
@@ -77,15 +81,20 @@ class PaymentSigner:
         version: Literal[1, 2],
         resource: ResourceInfo | Mapping[str, Any] | str | None = None,
         now: int | float | None = None,
+        valid_before: int | None = None,
+        nonce: bytes | None = None,
     ) -> dict[str, Any]:
         """The payment payload (a JSON-ready dict) for the ``PAYMENT-SIGNATURE`` / ``X-PAYMENT`` header.
 
         - v2: ``{"x402Version":2,"payload":{...},"accepted":<requirement>,"resource":<resource>}``;
         - v1: ``{"x402Version":1,"scheme","network","payload":{...}}``.
 
-        The authorization: a fresh random 32-byte nonce, ``validAfter`` 0 (v2) or now - 600 (v1),
-        ``validBefore`` now + maxTimeoutSeconds, ``value`` the amount, ``to`` payTo; the EIP-712 domain
-        is ``extra.name``/``extra.version``, the network's chain id and the asset as verifying contract.
+        The authorization: ``nonce`` (a fresh random 32 bytes unless given), ``validAfter`` 0 (v2) or
+        now - 600 (v1), ``validBefore`` as given, else now + min(maxTimeoutSeconds, 300), ``value`` the
+        amount, ``to`` payTo; the EIP-712 domain is ``extra.name``/``extra.version``, the network's chain id
+        and the asset as verifying contract. The paying transport passes ``valid_before`` and ``nonce`` from
+        the spend ledger's entry, so what is counted is exactly what is signed; the signer does not judge
+        the domain (the spend policy does, before signing).
         """
         req = _requirement_model(requirement, version)
         now_s = int(time.time() if now is None else now)
@@ -105,8 +114,14 @@ class PaymentSigner:
 
         value = int(requirement_amount(req))
         valid_after = 0 if version == 2 else max(0, now_s - V1_VALID_AFTER_SKEW_SECONDS)
-        valid_before = now_s + req.max_timeout_seconds
-        nonce = os.urandom(32)
+        if valid_before is None:
+            valid_before = now_s + min(req.max_timeout_seconds, DEFAULT_MAX_VALIDITY_SECONDS)
+        if isinstance(valid_before, bool) or not isinstance(valid_before, int) or valid_before < 0:
+            raise SignerError(f"valid_before must be a non-negative int of Unix seconds, got {valid_before!r}")
+        if nonce is None:
+            nonce = os.urandom(32)
+        if len(nonce) != 32:
+            raise SignerError(f"an EIP-3009 nonce is 32 bytes, got {len(nonce)}")
         digest = transfer_authorization_digest(
             domain_separator(name, domain_version, chain_id, asset),
             self.address, pay_to, value, valid_after, valid_before, nonce,

@@ -12,12 +12,14 @@ Never twice for one request:
 (A redirect followed by ``httpx.Client(follow_redirects=True)`` is a new request to another resource,
 and a 402 there is paid on its own; the conveniences below leave redirects off, httpx's default.)
 
-Budget accounting (the safe option): the amount is *reserved* in the :class:`SpendLedger` when the
-authorization is signed, under the ledger's lock together with the policy check, so concurrent requests
-cannot overshoot a limit together. It is marked *settled* when the paid response is below 400 with a
-successful receipt, *released* only when the server answered 402 without settling (no receipt, or a
-failure receipt with no transaction), and otherwise kept as *unconfirmed*: the server holds a valid
-authorization until ``validBefore`` and could still settle it, so it keeps counting.
+Budget accounting: the authorization is written to the :class:`SpendLedger` (amount, asset, network,
+payee, nonce, ``validBefore``) in the same booking as the policy check and BEFORE it is signed, so
+concurrent requests (threads, or processes sharing a :class:`SqliteSpendLedger`) cannot overshoot a
+limit together. Once signed it counts whatever the server answers: the entry is marked *settled* (a
+response below 400 with a successful receipt), *refused* (a 402 without settlement) or *unconfirmed*
+(anything else, or the connection failed), and every status counts. A 402 does not prove the server
+will not cash the authorization it now holds; only an authorization that was never signed (the signer
+failed) is released. ``validBefore`` is capped by the policy's ``max_validity_seconds``.
 
 Request bodies must be replayable: a body already in memory is reused; a streamed body is read into
 memory first, up to ``max_body_bytes`` (1 MiB by default), and a larger one is refused with
@@ -33,10 +35,10 @@ from typing import Any, Literal
 
 import httpx
 
+from app.client.ledger import SpendEntry, SpendLedger
 from app.client.policy import (
     Choice,
     ClientPaymentError,
-    SpendLedger,
     SpendPolicy,
     reserve_payment,
 )
@@ -82,7 +84,8 @@ class PaymentMade:
     nonce: str
     capability: str | None
     ledger_entry: str
-    outcome: Literal["settled", "released", "unconfirmed"]
+    valid_before: int
+    outcome: Literal["settled", "refused", "unconfirmed"]
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,7 @@ class _Offer:
 class _Attempt:
     offer: _Offer
     choice: Choice
-    entry_id: str
+    entry: SpendEntry
     payload: dict[str, Any]
 
     @property
@@ -183,21 +186,22 @@ class _Payer:
             raise _too_large(self.max_body_bytes)
 
     def attempt(self, offer: _Offer) -> _Attempt:
-        """Choose and reserve under the policy (raises before signing), then sign."""
+        """Choose and record under the policy (raises before signing), then sign exactly what was recorded."""
         now = self.clock()
         choice, entry = reserve_payment(offer.accepts, self.policy, self.ledger, now,
-                                        resource_url=offer.resource_url)
+                                        resource_url=offer.resource_url, payer=self.signer.address)
         try:
             payload = self.signer.sign_exact(choice.requirement, version=offer.version, resource=offer.resource,
-                                             now=now)
+                                             now=now, valid_before=entry.valid_before,
+                                             nonce=bytes.fromhex(entry.nonce[2:]))
         except BaseException:
-            self.ledger.release(entry.id)
+            self.ledger.release(entry.id)  # nothing was signed (or it never left this process)
             raise
-        return _Attempt(offer=offer, choice=choice, entry_id=entry.id, payload=payload)
+        return _Attempt(offer=offer, choice=choice, entry=entry, payload=payload)
 
     def unknown_outcome(self, attempt: _Attempt) -> None:
         """The paid retry failed in transit: the server may hold (and settle) the authorization."""
-        self.ledger.mark(attempt.entry_id, "unconfirmed")
+        self.ledger.mark(attempt.entry.id, "unconfirmed")
 
     def paid_request(self, request: httpx.Request, body: bytes, attempt: _Attempt) -> httpx.Request:
         headers = httpx.Headers(request.headers)
@@ -206,17 +210,16 @@ class _Payer:
                              extensions=dict(request.extensions))
 
     def account(self, attempt: _Attempt, response: httpx.Response) -> None:
+        """Note what the server answered; the entry keeps counting whatever it was (see the module docstring)."""
         receipt = _read_receipt(response)
-        outcome: Literal["settled", "released", "unconfirmed"]
+        outcome: Literal["settled", "refused", "unconfirmed"]
         if response.status_code < 400 and receipt is not None and receipt.success:
             outcome = "settled"
-            self.ledger.mark(attempt.entry_id, "settled")
         elif response.status_code == 402 and (receipt is None or (not receipt.success and not receipt.transaction)):
-            outcome = "released"
-            self.ledger.release(attempt.entry_id)
+            outcome = "refused"
         else:
             outcome = "unconfirmed"
-            self.ledger.mark(attempt.entry_id, "unconfirmed")
+        self.ledger.mark(attempt.entry.id, outcome)
         authorization = attempt.payload["payload"]["authorization"]
         choice = attempt.choice
         response.extensions[RECEIPT_EXTENSION] = receipt
@@ -224,7 +227,7 @@ class _Payer:
             version=attempt.offer.version, requirement=choice.requirement, amount=choice.amount,
             network=choice.network, payer=authorization["from"], pay_to=authorization["to"],
             nonce=authorization["nonce"], capability=choice.capability_id or choice.resource_url,
-            ledger_entry=attempt.entry_id, outcome=outcome,
+            ledger_entry=attempt.entry.id, valid_before=attempt.entry.valid_before, outcome=outcome,
         )
 
 
@@ -266,8 +269,9 @@ class _LedgerAccess:
 class PaymentTransport(_LedgerAccess, httpx.BaseTransport):
     """A sync httpx transport that pays 402s once per request, within ``policy``.
 
-    ``ledger`` (shared between transports of one agent to share its budget) defaults to a new one;
-    ``clock`` returns Unix seconds (injectable for tests).
+    ``ledger`` (shared between transports of one agent to share its budget) defaults to a new in-memory
+    one; a :class:`SqliteSpendLedger` shares it with the agent's other processes and keeps it across a
+    restart. ``clock`` returns Unix seconds (injectable for tests).
     """
 
     def __init__(

@@ -1,4 +1,5 @@
-"""Spend policy: which requirement is chosen, each refusal with its numbers, the rolling 24 h window."""
+"""Spend policy: which requirement is chosen, each refusal with its numbers, the rolling 24 h window, the
+finite defaults, the validity cap, and known assets with their own EIP-712 domains."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ import pytest
 
 from app.client import (
     DAY_SECONDS,
+    KnownAsset,
     NoPayableRequirement,
     PolicyViolation,
     SpendLedger,
     SpendPolicy,
     choose_requirement,
+    known_usdc,
     reserve_payment,
 )
+from app.config import known_networks
 from app.protocol import PaymentRequirements, PaymentRequirementsV1
 from tests.support.payments import BASE_SEPOLIA, USDC, requirements_v1, requirements_v2
 
@@ -198,3 +202,101 @@ def test_concurrent_reservations_never_overshoot_the_day():
     assert outcomes.count("paid") == 5
     assert outcomes.count("max_per_day") == 15
     assert ledger.spent(T0) == 50_000
+
+
+# ------------------------------------------------------------------------ defaults (issue 10, item 3)
+
+
+def test_the_default_policy_has_finite_limits():
+    policy = SpendPolicy()
+    assert (policy.max_per_payment, policy.max_per_day, policy.max_validity_seconds) == (1_000_000, 10_000_000, 300)
+    with pytest.raises(PolicyViolation) as caught:
+        choose([req(1_000_001)], policy)
+    assert (caught.value.limit, caught.value.excess) == ("max_per_payment", 1)
+    ledger = SpendLedger()
+    for _ in range(10):
+        reserve_payment([req(1_000_000)], policy, ledger, T0, resource_url=URL)
+    with pytest.raises(PolicyViolation) as caught:
+        choose([req(1)], policy, ledger)
+    assert (caught.value.limit, caught.value.already_spent) == ("max_per_day", 10_000_000)
+
+
+def test_none_removes_an_amount_limit_only_when_asked():
+    assert choose([req(10**12)], SpendPolicy(max_per_payment=None, max_per_day=None)).amount == 10**12
+
+
+@pytest.mark.parametrize("seconds", [0, -1, 366 * DAY_SECONDS, 1.5, True])
+def test_the_validity_cap_is_a_whole_number_of_seconds_up_to_a_year(seconds):
+    with pytest.raises(ValueError, match="max_validity_seconds"):
+        SpendPolicy(max_validity_seconds=seconds)
+
+
+@pytest.mark.parametrize(("asked", "cap", "valid_for"), [(10**9, 300, 300), (301, 300, 300), (60, 300, 60),
+                                                        (0, 300, 0), (3600, 1200, 1200)])
+def test_valid_before_is_the_server_s_window_capped_by_the_policy(asked, cap, valid_for):
+    policy = SpendPolicy(max_validity_seconds=cap)
+    assert policy.valid_before(req(1, maxTimeoutSeconds=asked), T0 + 0.9) == int(T0) + valid_for
+
+
+def test_a_reservation_carries_the_capped_valid_before_and_a_fresh_nonce():
+    ledger = SpendLedger()
+    _, first = reserve_payment([req(1, maxTimeoutSeconds=10**9)], SpendPolicy(), ledger, T0, resource_url=URL,
+                               payer=PAYEE)
+    _, second = reserve_payment([req(1)], SpendPolicy(), ledger, T0, resource_url=URL)
+    assert first.valid_before == int(T0) + 300
+    assert (first.asset, first.network, first.payee, first.payer) == (USDC, BASE_SEPOLIA, PAYEE, PAYEE)
+    assert first.nonce != second.nonce and len(bytes.fromhex(first.nonce[2:])) == 32
+
+
+# ------------------------------------------------------------------------ known assets and their domains
+
+
+def test_a_known_usdc_with_a_wrong_eip712_domain_is_refused_naming_both_domains():
+    with pytest.raises(PolicyViolation) as caught:
+        choose([req(10_000, extra={"name": "USD Coin", "version": "2"})], SpendPolicy())
+    error = caught.value
+    assert (error.limit, error.requested, error.allowed, error.asset, error.network) == (
+        "asset_domain", "name='USD Coin' version='2'", frozenset({"name='USDC' version='2'"}), USDC, BASE_SEPOLIA)
+    assert str(error) == (f"spend policy asset_domain: the server gives the token {USDC} on {BASE_SEPOLIA} the "
+                          "EIP-712 domain name='USD Coin' version='2', but that token's domain is "
+                          "name='USDC' version='2'; refusing to sign")
+
+
+def test_an_unknown_token_is_refused_even_with_usdc_s_domain():
+    with pytest.raises(PolicyViolation) as caught:
+        choose([req(10_000, asset=OTHER_ASSET)], SpendPolicy())
+    assert (caught.value.limit, caught.value.requested, caught.value.allowed) == ("asset", OTHER_ASSET,
+                                                                                  frozenset({USDC}))
+
+
+def test_a_known_token_is_known_on_its_own_network_only():
+    base_usdc = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
+    with pytest.raises(PolicyViolation) as caught:
+        choose([req(1, asset=base_usdc, extra={"name": "USD Coin", "version": "2"})], SpendPolicy())
+    assert caught.value.limit == "asset"
+    on_base = req(1, asset=base_usdc, network="eip155:8453", extra={"name": "USD Coin", "version": "2"})
+    assert choose([on_base], SpendPolicy()).network == "eip155:8453"
+
+
+@pytest.mark.parametrize("network", sorted(known_networks()))
+def test_every_usdc_of_the_networks_file_is_payable_with_its_own_domain(network):
+    [asset] = known_networks()[network].assets
+    requirement = req(1, network=network, asset=asset.address.lower(),
+                      extra={"name": asset.name, "version": asset.version})
+    assert choose([requirement], SpendPolicy()).network == network
+
+
+def test_another_token_is_payable_once_the_policy_knows_it_and_its_domain():
+    token = KnownAsset(network=BASE_SEPOLIA, address=OTHER_ASSET, name="Euro Coin", version="1")
+    policy = SpendPolicy(known_assets=known_usdc() | {token})
+    offered = req(5, asset=OTHER_ASSET, extra={"name": "Euro Coin", "version": "1"})
+    assert choose([offered], policy).amount == 5
+    assert choose([req(5)], policy).amount == 5  # USDC still known
+    with pytest.raises(PolicyViolation) as caught:
+        choose([req(5, asset=OTHER_ASSET)], policy)  # the server names USDC's domain for it
+    assert caught.value.limit == "asset_domain"
+
+
+def test_a_payable_requirement_is_chosen_over_one_with_a_wrong_domain():
+    accepts = [req(1_000, extra={"name": "USDC", "version": "3"}), req(2_000)]
+    assert choose(accepts, SpendPolicy()).index == 1

@@ -115,3 +115,28 @@ def test_keystore_round_trip_and_no_key_in_errors_or_repr(tmp_path):
         PaymentSigner.from_key("0x1234")
     assert "1234" not in str(caught.value)
 
+
+
+def test_without_an_explicit_valid_before_the_window_is_capped_at_300_seconds():
+    """A server asking for 10**9 s (32 years) does not get a 32-year bearer authorization."""
+    signer = PaymentSigner.from_key(KEY)
+    payload = signer.sign_exact(requirements_v2(PAYEE, 1, maxTimeoutSeconds=10**9), version=2, now=NOW)
+    authorization = payload["payload"]["authorization"]
+    assert authorization["validBefore"] == str(NOW + 300)
+    assert recover(authorization, payload["payload"]["signature"]) == signer.address
+
+
+def test_an_explicit_valid_before_and_nonce_are_exactly_what_is_signed():
+    signer = PaymentSigner.from_key(KEY)
+    nonce = bytes(range(32))
+    payload = signer.sign_exact(requirements_v2(PAYEE, 1), version=2, now=NOW, valid_before=NOW + 42, nonce=nonce)
+    authorization = payload["payload"]["authorization"]
+    assert (authorization["validBefore"], authorization["nonce"]) == (str(NOW + 42), "0x" + nonce.hex())
+    assert recover(authorization, payload["payload"]["signature"]) == signer.address
+
+
+@pytest.mark.parametrize(("arguments", "message"), [({"nonce": b"\x01" * 31}, "32 bytes"),
+                                                     ({"valid_before": -1}, "valid_before")])
+def test_a_malformed_nonce_or_valid_before_is_refused(arguments, message):
+    with pytest.raises(SignerError, match=message):
+        PaymentSigner.from_key(KEY).sign_exact(requirements_v2(PAYEE, 1), version=2, now=NOW, **arguments)

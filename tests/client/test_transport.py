@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Callable, Iterator
 
 import httpx
 import pytest
+from eth_account import Account
 
 from app.client import (
     AsyncPaymentTransport,
@@ -17,6 +18,7 @@ from app.client import (
     PaymentTransport,
     PolicyViolation,
     RequestBodyTooLarge,
+    SignerError,
     SpendLedger,
     SpendPolicy,
     async_paying_client,
@@ -107,7 +109,8 @@ def test_a_402_is_paid_once_with_payment_signature_and_the_receipt_is_exposed(si
     assert [(e.amount, e.status) for e in ledger.entries(1_800_000_000.0)] == [(PRICE, "settled")]
 
 
-def test_a_second_402_after_paying_is_returned_not_paid_again_and_the_budget_is_released(signer):
+def test_a_second_402_after_paying_is_returned_not_paid_again_and_the_authorization_still_counts(signer):
+    """Issue 10: the server holds a signed authorization after its 402, so it is never released."""
     server = Server(paid=lambda _r: httpx.Response(402, json={}, headers={"PAYMENT-REQUIRED": payment_required(),
                                                                           "PAYMENT-RESPONSE": receipt(False)}))
     ledger = SpendLedger()
@@ -115,9 +118,9 @@ def test_a_second_402_after_paying_is_returned_not_paid_again_and_the_budget_is_
         response = http.get(URL)
     assert response.status_code == 402
     assert len(server.requests) == 2 and len(server.paid_requests) == 1
-    assert payment_of(response).outcome == "released"
+    assert payment_of(response).outcome == "refused"
     assert receipt_of(response).success is False
-    assert ledger.spent(1_800_000_000.0) == 0
+    assert [(e.amount, e.status) for e in ledger.entries(1_800_000_000.0)] == [(PRICE, "refused")]
 
 
 def test_an_unknown_outcome_keeps_counting_against_the_budget(signer):
@@ -318,3 +321,22 @@ def test_the_sync_transport_class_can_be_mounted_directly(signer):
     with httpx.Client(transport=transport) as http:
         assert http.get(URL).status_code == 200
     assert transport.ledger.spent() == PRICE
+
+
+class RefusingSigner(PaymentSigner):
+    """A signer that fails (as a hardware wallet that says no would): nothing is signed."""
+
+    __slots__ = ()
+
+    def sign_exact(self, *args, **kwargs):
+        raise SignerError("the key refused to sign")
+
+
+def test_only_an_authorization_that_was_never_signed_is_released(signer):
+    server = Server()
+    ledger = SpendLedger()
+    refusing = RefusingSigner(Account.from_key(KEY))
+    with client_for(server, refusing, ledger=ledger) as http, pytest.raises(SignerError):
+        http.get(URL)
+    assert server.paid_requests == []
+    assert ledger.entries(1_800_000_000.0) == []
