@@ -24,6 +24,7 @@ if TYPE_CHECKING:  # types only: at run time this module imports no domain, so a
     from app.facilitator.service import Facilitator
     from app.gateway.paywall import PaymentGate
     from app.registry.service import RegistryService
+    from app.settlement.engine import SettlementEngine
 
 
 def _service(request: Request) -> Any:
@@ -67,3 +68,7 @@ def get_registry(request: Request) -> RegistryService:
 
 def get_api_keys(request: Request) -> ApiKeyRepository:
     return _service(request).api_keys  # type: ignore[no-any-return]
+
+
+def get_settlement_engine(request: Request) -> SettlementEngine:
+    return _service(request).settlement_engine  # type: ignore[no-any-return]

@@ -18,18 +18,25 @@ from app.chain.rpc import RpcClient, RpcError, RpcUnavailable
 from app.chain.token import read_token_metadata
 from app.config import NetworkConfig
 from app.db.engine import check_database
+from app.settlement.engine import SettlementEngine
 
 CHECK_TIMEOUT_SECONDS = 5.0
 
 
 async def check_health(
-    engine: Engine, networks: dict[str, NetworkConfig], rpc: dict[str, RpcClient], signer: HotWallet | None
+    engine: Engine, networks: dict[str, NetworkConfig], rpc: dict[str, RpcClient], signer: HotWallet | None,
+    settlement: SettlementEngine | None = None,
 ) -> tuple[bool, dict[str, Any]]:
-    """The health report and whether every part of it is ok."""
+    """The health report and whether every part of it is ok. A hot wallet that cannot settle (a nonce
+    missing from the node, or its oldest transaction waiting too long) makes its network's part not ok:
+    the service is up but not ready to settle."""
     database, *network_reports = await asyncio.gather(
         _database_health(engine),
         *(_network_health(config, rpc[network]) for network, config in networks.items()),
     )
+    if settlement is not None:
+        for network, report in zip(networks, network_reports, strict=True):
+            _add_signer(report, network, settlement)
     report_networks = dict(zip(networks, network_reports, strict=True))
     healthy = database["status"] == "ok" and all(n["status"] == "ok" for n in network_reports)
     report = {"status": "ok" if healthy else "error", "database": database, "networks": report_networks}
@@ -70,6 +77,19 @@ async def _read_network(config: NetworkConfig, rpc: RpcClient) -> dict[str, Any]
              "decimals": metadata.decimals}
         )
     return {"status": "ok", **report, "tokens": tokens}
+
+
+def _add_signer(report: dict[str, Any], network: str, settlement: SettlementEngine) -> None:
+    """The hot wallet's standing from the last maintenance pass (no chain read on the probe path)."""
+    status = settlement.signer_status.get(network)
+    if status is None:
+        return
+    stuck = settlement.stuck(network)
+    report["signer"] = {"address": status.address, "minedNonce": status.mined, "pendingNonce": status.pending,
+                        "allocatedNonce": status.allocated, "stuck": stuck}
+    if stuck is not None and report["status"] == "ok":
+        report["status"] = "error"
+        report["error"] = f"the hot wallet cannot settle: {stuck}"
 
 
 def _first_line(error: BaseException) -> str:

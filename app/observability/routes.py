@@ -9,9 +9,10 @@ from sqlalchemy.engine import Engine
 from app.chain.keys import HotWallet
 from app.chain.rpc import RpcClient
 from app.config import NetworkConfig
-from app.deps import get_engine, get_networks, get_rpc_clients, get_signer
+from app.deps import get_engine, get_networks, get_rpc_clients, get_settlement_engine, get_signer
 from app.observability.health import check_health
 from app.observability.schemas import HealthReport
+from app.settlement.engine import SettlementEngine
 
 router = APIRouter(tags=["health"])
 
@@ -23,6 +24,7 @@ async def health(
     networks: dict[str, NetworkConfig] = Depends(get_networks),
     rpc: dict[str, RpcClient] = Depends(get_rpc_clients),
     signer: HotWallet | None = Depends(get_signer),
+    settlement: SettlementEngine = Depends(get_settlement_engine),
 ) -> JSONResponse:
-    healthy, report = await check_health(engine, networks, rpc, signer)
+    healthy, report = await check_health(engine, networks, rpc, signer, settlement)
     return JSONResponse(report, status_code=200 if healthy else 503)

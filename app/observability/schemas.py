@@ -28,12 +28,22 @@ class TokenHealth(_Exact):
     decimals: int
 
 
+class SignerHealth(_Exact):
+    address: str
+    mined_nonce: int = Field(description="the hot wallet's transactions in the latest block")
+    pending_nonce: int = Field(description="mined + the unbroken run of pending ones")
+    allocated_nonce: int | None = Field(description="the next nonce the ledger hands out")
+    stuck: str | None = Field(description="why it cannot settle now (a nonce missing, a transaction waiting too "
+                                          "long); null when it can")
+
+
 class NetworkHealth(_Exact):
     status: Status
     chain_id: int | None = None
     latest_block: int | None = None
     finalized_block: int | None = Field(default=None, description="null: the node has no finality tag yet")
     tokens: list[TokenHealth] | None = None
+    signer: SignerHealth | None = None
     error: str | None = None
 
 

@@ -83,7 +83,11 @@ class NonceManager:
 
     async def fill(self, network: NetworkConfig, signer: HotWallet, nonce: int) -> None:
         """Consume ``nonce`` with a zero-value transfer to the signer itself, so later ones are not stuck."""
-        max_fee, tip = await self._fees[network.network].fees()
+        try:
+            max_fee, tip = await self._fees[network.network].fees()
+        except (sender.FeeCapExceeded, RpcUnavailable) as error:  # the next repair pass tries again
+            log.error("cannot fill nonce %d of %s on %s now: %s", nonce, signer.address, network.network, error)
+            return
         filler = sender.sign_transaction(
             signer, chain_id=network.chain_id, nonce=nonce, to=signer.address, data=b"",
             gas=FILLER_GAS, max_fee_per_gas=max_fee, max_priority_fee_per_gas=tip,

@@ -67,13 +67,15 @@ def assert_paid(response: httpx.Response, agent: LocalAccount, w3: Web3, payee: 
     return receipt.transaction
 
 
-def test_our_sync_client_pays_the_official_sdk_server_once_per_request(facilitator_url, agent, provider, ledger, w3):
+def test_our_sync_client_pays_the_official_sdk_server_once_per_request(
+    facilitator_url, facilitator_key, agent, provider, ledger, w3
+):
     watched = ledger()
     counting = Counting()
     spend = SpendLedger()
     policy = SpendPolicy(max_per_payment=PRICE, allowed_networks=frozenset({BASE_SEPOLIA}),
                          allowed_assets=frozenset({USDC}), allowed_payees=frozenset({provider}))
-    with sdk_resource_server(facilitator_url, provider) as base, \
+    with sdk_resource_server(facilitator_url, provider, facilitator_key) as base, \
             paying_client(signer_of(agent), policy, ledger=spend, inner=counting, timeout=30) as http:
         first = http.get(f"{base}/weather")
         assert counting.sent == [False, True]  # one unpaid request, one paid retry
@@ -90,21 +92,23 @@ def test_our_sync_client_pays_the_official_sdk_server_once_per_request(facilitat
     assert [(e.amount, e.status) for e in spend.entries()] == [(PRICE, "settled"), (PRICE, "settled")]
 
 
-def test_our_async_client_pays_the_official_sdk_server(facilitator_url, agent, provider, ledger, w3):
+def test_our_async_client_pays_the_official_sdk_server(facilitator_url, facilitator_key, agent, provider, ledger, w3):
     watched = ledger()
 
     async def calls(base: str) -> list[httpx.Response]:
         async with async_paying_client(signer_of(agent), SpendPolicy(), timeout=30) as http:
             return [await http.get(f"{base}/weather") for _ in range(2)]
 
-    with sdk_resource_server(facilitator_url, provider) as base:
+    with sdk_resource_server(facilitator_url, provider, facilitator_key) as base:
         responses = asyncio.run(calls(base))
     transactions = {assert_paid(r, agent, w3, provider, BASE_SEPOLIA) for r in responses}
     assert len(transactions) == 2
     assert watched.moved() == {agent.address: -2 * PRICE, provider: 2 * PRICE}
 
 
-def test_a_payment_the_server_rejects_is_not_paid_again_and_nothing_moves(facilitator_url, agent, provider, ledger):
+def test_a_payment_the_server_rejects_is_not_paid_again_and_nothing_moves(
+    facilitator_url, facilitator_key, agent, provider, ledger
+):
     """The price exceeds the agent's balance: verify fails, the SDK answers 402 again, we return it.
 
     The signed authorization still counts (issue 10): the server holds it and could cash it until it expires.
@@ -113,7 +117,7 @@ def test_a_payment_the_server_rejects_is_not_paid_again_and_nothing_moves(facili
     counting = Counting()
     spend = SpendLedger()
     unlimited = SpendPolicy(max_per_payment=None, max_per_day=None)  # the default limits would refuse $5000
-    with sdk_resource_server(facilitator_url, provider, price="$5000") as base, \
+    with sdk_resource_server(facilitator_url, provider, facilitator_key, price="$5000") as base, \
             paying_client(signer_of(agent), unlimited, ledger=spend, inner=counting, timeout=30) as http:
         response = http.get(f"{base}/weather")
     assert response.status_code == 402
@@ -124,12 +128,12 @@ def test_a_payment_the_server_rejects_is_not_paid_again_and_nothing_moves(facili
 
 
 def test_an_agent_over_its_daily_limit_is_refused_by_its_own_policy_before_signing(
-    facilitator_url, agent, provider, ledger
+    facilitator_url, facilitator_key, agent, provider, ledger
 ):
     watched = ledger()
     counting = Counting()
     policy = SpendPolicy(max_per_day=PRICE + PRICE // 2)
-    with sdk_resource_server(facilitator_url, provider) as base, \
+    with sdk_resource_server(facilitator_url, provider, facilitator_key) as base, \
             paying_client(signer_of(agent), policy, inner=counting, timeout=30) as http:
         assert http.get(f"{base}/weather").status_code == 200
         with pytest.raises(PolicyViolation) as caught:
@@ -149,7 +153,7 @@ def b64(data: dict[str, Any]) -> str:
 
 
 @contextmanager
-def v1_resource_server(facilitator_url: str, pay_to: str) -> Iterator[tuple[str, list[dict[str, str]]]]:
+def v1_resource_server(facilitator_url: str, pay_to: str, key: str) -> Iterator[tuple[str, list[dict[str, str]]]]:
     """A v1-only server: 402 with a JSON body; with X-PAYMENT, /verify then /settle at our facilitator."""
     seen: list[dict[str, str]] = []
     app = FastAPI()
@@ -164,7 +168,8 @@ def v1_resource_server(facilitator_url: str, pay_to: str) -> Iterator[tuple[str,
                                  "accepts": [requirements]}, status_code=402)
         body = {"x402Version": 1, "paymentPayload": json.loads(base64.b64decode(header)),
                 "paymentRequirements": requirements}
-        async with httpx.AsyncClient(base_url=facilitator_url, timeout=30) as facilitator:
+        async with httpx.AsyncClient(base_url=facilitator_url, timeout=30,
+                                     headers={"Authorization": f"Bearer {key}"}) as facilitator:
             verified = (await facilitator.post("/verify", json=body)).json()
             if not verified.get("isValid"):
                 return JSONResponse({"x402Version": 1, "error": verified.get("invalidReason"),
@@ -178,10 +183,10 @@ def v1_resource_server(facilitator_url: str, pay_to: str) -> Iterator[tuple[str,
         yield url, seen
 
 
-def test_a_v1_only_server_is_paid_with_x_payment(facilitator_url, agent, provider, ledger, w3):
+def test_a_v1_only_server_is_paid_with_x_payment(facilitator_url, facilitator_key, agent, provider, ledger, w3):
     watched = ledger()
     policy = SpendPolicy(allowed_networks=frozenset({"base-sepolia"}), max_per_payment=PRICE)
-    with v1_resource_server(facilitator_url, provider) as (base, seen), \
+    with v1_resource_server(facilitator_url, provider, facilitator_key) as (base, seen), \
             paying_client(signer_of(agent), policy, timeout=30) as http:
         response = http.get(f"{base}/report")
     assert response.json() == {"report": "ok"}

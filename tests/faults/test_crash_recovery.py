@@ -20,8 +20,9 @@ from pathlib import Path
 import pytest
 from web3 import Web3
 
-from app.dev.deploy import DevDeployment, setup_dev_chain, token_contract
-from app.dev.devchain import DevChain, start_anvil
+from app.dev.deploy import DevDeployment, token_contract
+from app.dev.devchain import DevChain
+from tests.support.chain import interval_mining_chain
 from tests.support.payments import BASE_SEPOLIA, paid_body
 from tests.support.service import X402_SETTLE, ServiceProcess
 
@@ -32,15 +33,9 @@ FINAL_WITHIN_SECONDS = 60
 
 @pytest.fixture(scope="module")
 def slow_chain() -> Iterator[tuple[DevChain, DevDeployment]]:
-    """A chain of its own that makes a block every second (set up with automine, then switched)."""
-    chain = start_anvil()
-    try:
-        deployment = setup_dev_chain(chain)
-        chain.rpc("evm_setAutomine", [False])
-        chain.rpc("evm_setIntervalMining", [1])
-        yield chain, deployment
-    finally:
-        chain.stop()
+    """A chain of its own that makes a block every second."""
+    with interval_mining_chain(1) as chain_and_deployment:
+        yield chain_and_deployment
 
 
 def service_env(chain: DevChain, deployment: DevDeployment, database_url: str) -> dict[str, str]:

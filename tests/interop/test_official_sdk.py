@@ -15,7 +15,7 @@ import pytest
 from eth_account.signers.local import LocalAccount
 from web3 import Web3
 from x402 import x402Client, x402ResourceServer
-from x402.http import FacilitatorConfig, HTTPFacilitatorClient
+from x402.http import HTTPFacilitatorClient
 from x402.http.clients import wrapHttpxWithPayment
 from x402.http.clients.httpx import PaymentError
 from x402.http.middleware.fastapi import payment_middleware
@@ -34,7 +34,7 @@ from x402.schemas.v1 import PaymentPayloadV1, PaymentRequiredV1, PaymentRequirem
 from app.chain.eip3009 import TRANSFER_TOPIC
 from app.dev.deploy import DevDeployment
 from app.protocol import decode_header
-from tests.support.loopback import WEATHER, SdkWantedToExit, sdk_resource_server
+from tests.support.loopback import WEATHER, SdkWantedToExit, sdk_facilitator_config, sdk_resource_server
 from tests.support.payments import BASE_SEPOLIA, USDC
 
 PRICE_USD = "$0.01"
@@ -99,8 +99,8 @@ async def sdk_signed_v2(agent: LocalAccount, requirements: PaymentRequirements) 
 # ------------------------------------------------------------- 1. v2 end to end through the SDK
 
 
-def test_an_unpaid_request_to_the_sdk_server_gets_402_with_payment_required(facilitator_url, provider):
-    with sdk_resource_server(facilitator_url, provider) as resource_url:
+def test_an_unpaid_request_to_the_sdk_server_gets_402_with_payment_required(facilitator_url, facilitator_key, provider):
+    with sdk_resource_server(facilitator_url, provider, facilitator_key) as resource_url:
         response = httpx.get(f"{resource_url}/weather")
 
     assert response.status_code == 402
@@ -118,10 +118,10 @@ def test_an_unpaid_request_to_the_sdk_server_gets_402_with_payment_required(faci
 
 
 def test_the_sdk_client_pays_the_sdk_server_and_our_facilitator_settles_on_chain(
-    facilitator_url, agent, provider, ledger, w3, dev_deployment: DevDeployment
+    facilitator_url, facilitator_key, agent, provider, ledger, w3, dev_deployment: DevDeployment
 ):
     watched = ledger()
-    with sdk_resource_server(facilitator_url, provider) as resource_url:
+    with sdk_resource_server(facilitator_url, provider, facilitator_key) as resource_url:
         response = asyncio.run(get_paid(agent, f"{resource_url}/weather"))
 
     assert response.status_code == 200, response.text
@@ -144,10 +144,10 @@ def test_the_sdk_client_pays_the_sdk_server_and_our_facilitator_settles_on_chain
 
 
 def test_the_sdk_client_refuses_a_price_above_its_default_one_dollar_cap_and_nothing_moves(
-    facilitator_url, agent, provider, ledger
+    facilitator_url, facilitator_key, agent, provider, ledger
 ):
     watched = ledger()
-    with sdk_resource_server(facilitator_url, provider, price="$1.01") as resource_url, \
+    with sdk_resource_server(facilitator_url, provider, facilitator_key, price="$1.01") as resource_url, \
             pytest.raises(PaymentError, match=r"max_amount_per_payment"):
         asyncio.run(get_paid(agent, f"{resource_url}/weather"))
     assert watched.moved() == {}
@@ -165,14 +165,14 @@ def requirements_v1(pay_to: str, amount: int = PRICE) -> PaymentRequirementsV1:
 
 
 def test_a_v1_payment_made_by_the_sdk_verifies_and_settles_through_the_sdk_facilitator_client(
-    facilitator_url, agent, provider, ledger, w3, dev_deployment: DevDeployment
+    facilitator_url, facilitator_key, agent, provider, ledger, w3, dev_deployment: DevDeployment
 ):
     requirements = requirements_v1(provider)
     client = x402Client().register_v1("base-sepolia", ExactEvmSchemeV1(signer=agent))
 
     async def scenario() -> tuple[PaymentPayloadV1, Any, Any]:
         payload = await client.create_payment_payload(PaymentRequiredV1(accepts=[requirements]))
-        async with HTTPFacilitatorClient(FacilitatorConfig(url=facilitator_url)) as facilitator:
+        async with HTTPFacilitatorClient(sdk_facilitator_config(facilitator_url, facilitator_key)) as facilitator:
             verified = await facilitator.verify(payload, requirements)
             settled = await facilitator.settle(payload, requirements)
         return payload, verified, settled
@@ -203,17 +203,19 @@ def test_a_v1_payment_made_by_the_sdk_verifies_and_settles_through_the_sdk_facil
 # ------------------------------------------------------ 3. the SDK's facilitator client against our API
 
 
-def test_the_sdk_parses_our_supported_and_finds_the_v2_exact_kind(facilitator_url, dev_deployment):
-    supported = HTTPFacilitatorClient(FacilitatorConfig(url=facilitator_url)).get_supported()
+def test_the_sdk_parses_our_supported_and_finds_the_v2_exact_kind(facilitator_url, facilitator_key, dev_deployment):
+    supported = HTTPFacilitatorClient(sdk_facilitator_config(facilitator_url, facilitator_key)).get_supported()
     kinds = {(kind.x402_version, kind.scheme, kind.network) for kind in supported.kinds}
     assert (2, "exact", BASE_SEPOLIA) in kinds
     assert (1, "exact", "base-sepolia") in kinds
     assert supported.signers == {BASE_SEPOLIA: [dev_deployment.wallets.facilitator.address]}
 
 
-def test_the_sdk_server_refuses_to_start_for_a_network_our_supported_does_not_list(facilitator_url, provider):
+def test_the_sdk_server_refuses_to_start_for_a_network_our_supported_does_not_list(
+    facilitator_url, facilitator_key, provider
+):
     """The start-up check really reads our /supported: Base mainnet is not enabled here, so the SDK exits."""
-    server = x402ResourceServer(HTTPFacilitatorClient(FacilitatorConfig(url=facilitator_url)))
+    server = x402ResourceServer(HTTPFacilitatorClient(sdk_facilitator_config(facilitator_url, facilitator_key)))
     server.register("eip155:8453", ExactEvmServerScheme())
     routes = {"GET /weather": RouteConfig(
         accepts=PaymentOption(scheme="exact", pay_to=provider, price=PRICE_USD, network="eip155:8453"),
@@ -222,12 +224,14 @@ def test_the_sdk_server_refuses_to_start_for_a_network_our_supported_does_not_li
         payment_middleware(routes, server)
 
 
-def test_the_sdk_facilitator_client_verifies_an_sdk_signed_v2_payment(facilitator_url, agent, provider, ledger):
+def test_the_sdk_facilitator_client_verifies_an_sdk_signed_v2_payment(
+    facilitator_url, facilitator_key, agent, provider, ledger
+):
     requirements = requirements_v2(provider)
 
     async def scenario():
         payload = await sdk_signed_v2(agent, requirements)
-        async with HTTPFacilitatorClient(FacilitatorConfig(url=facilitator_url)) as facilitator:
+        async with HTTPFacilitatorClient(sdk_facilitator_config(facilitator_url, facilitator_key)) as facilitator:
             return await facilitator.verify(payload, requirements)
 
     watched = ledger()
@@ -269,7 +273,7 @@ def _lower_amount(payload: dict[str, Any], requirements: dict[str, Any], _other:
     ids=["signature", "amount-raised", "payee", "value-vs-requirements"],
 )
 def test_a_tampered_sdk_payment_is_invalid_with_our_reason_not_an_exception(
-    facilitator_url, agent, provider, dev_deployment, ledger, tamper, reason
+    facilitator_url, facilitator_key, agent, provider, dev_deployment, ledger, tamper, reason
 ):
     other_payee = dev_deployment.wallets.providers[1].address
 
@@ -280,7 +284,7 @@ def test_a_tampered_sdk_payment_is_invalid_with_our_reason_not_an_exception(
         tamper(payload_dict, requirements_dict, other_payee)
         payload = PaymentPayload.model_validate(payload_dict)
         requirements = PaymentRequirements.model_validate(requirements_dict)
-        async with HTTPFacilitatorClient(FacilitatorConfig(url=facilitator_url)) as facilitator:
+        async with HTTPFacilitatorClient(sdk_facilitator_config(facilitator_url, facilitator_key)) as facilitator:
             return await facilitator.verify(payload, requirements), await facilitator.settle(payload, requirements)
 
     watched = ledger()

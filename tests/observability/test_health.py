@@ -2,6 +2,7 @@
 
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import SecretStr
 
 from app.config import Settings
 from app.dev.devchain import free_port
@@ -75,3 +76,44 @@ def test_an_unreachable_database_makes_health_503(settings):
     assert body["database"]["status"] == "error"
     assert "OperationalError" in body["database"]["error"]
     assert body["networks"][BASE_SEPOLIA]["status"] == "ok"
+
+
+def test_a_hot_wallet_with_nonces_missing_from_the_node_is_reported_stuck_until_they_are_made_good(
+    settings, dev_deployment, w3, chain_snapshot
+):
+    """A crashed run handed out two nonces that never became transactions: nothing can be mined behind them.
+    /health says so (503, naming the wallet) while the gaps cannot be filled, and is ok once they are."""
+    from app.db.engine import make_engine
+    from app.db.schema import create_schema
+    from app.settlement.repository import SignerNonceRepository
+
+    facilitator = dev_deployment.wallets.facilitator
+    settings = settings.model_copy(update={"facilitator_private_key": SecretStr(facilitator.key.hex()),
+                                           "maintenance_seconds": 0.2})
+    engine = make_engine(settings.database_url)
+    create_schema(engine)
+    pending = w3.eth.get_transaction_count(facilitator.address, "pending")
+    SignerNonceRepository(engine).raise_floor(BASE_SEPOLIA, facilitator.address, pending + 2)
+    engine.dispose()
+
+    settings.max_fee_per_gas_wei = 1  # below the base fee: the gaps cannot be filled
+    status, body = _health_after_maintenance(settings)
+    assert status == 503, body
+    signer = body["networks"][BASE_SEPOLIA]["signer"]
+    assert signer["address"] == facilitator.address and "2 nonce(s)" in signer["stuck"]
+    assert signer["pendingNonce"] == pending and signer["allocatedNonce"] == pending + 2
+
+    settings.max_fee_per_gas_wei = 200 * 10**9  # now they can: two fillers, and the wallet is unstuck
+    status, body = _health_after_maintenance(settings, passes=3)
+    assert status == 200, body
+    assert body["networks"][BASE_SEPOLIA]["signer"]["stuck"] is None
+    assert w3.eth.get_transaction_count(facilitator.address, "latest") == pending + 2
+
+
+def _health_after_maintenance(settings: Settings, passes: int = 1) -> tuple[int, dict]:
+    import time
+
+    with TestClient(create_app(settings)) as client:
+        time.sleep(passes * settings.maintenance_seconds + 1.0)  # the start-up pass, then `passes` more
+        response = client.get("/health")
+    return response.status_code, response.json()

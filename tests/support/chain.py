@@ -8,6 +8,7 @@ error (``DevChainError`` names the fix), never a skip.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from web3 import Web3
@@ -56,3 +57,17 @@ def chain_snapshot(anvil: DevChain, dev_deployment: DevDeployment) -> Iterator[s
     finally:
         if anvil.rpc("evm_revert", [snapshot_id]) is not True:
             raise RuntimeError(f"evm_revert({snapshot_id}) failed: later chain tests would see this test's state")
+
+
+@contextmanager
+def interval_mining_chain(block_seconds: float) -> Iterator[tuple[DevChain, DevDeployment]]:
+    """A chain of its own that makes a block every ``block_seconds`` (set up with automine, then switched):
+    for tests that need real block times, which the session chain's automine does not have."""
+    chain = start_anvil()
+    try:
+        deployment = setup_dev_chain(chain)
+        chain.rpc("evm_setAutomine", [False])
+        chain.rpc("evm_setIntervalMining", [block_seconds])
+        yield chain, deployment
+    finally:
+        chain.stop()

@@ -22,11 +22,16 @@ from fastapi import FastAPI
 from web3.contract import Contract
 from x402 import x402ResourceServer
 from x402.http import FacilitatorConfig, HTTPFacilitatorClient
+from x402.http.facilitator_client_base import AuthHeaders
 from x402.http.middleware.fastapi import payment_middleware
 from x402.http.types import PaymentOption, RouteConfig
 from x402.mechanisms.evm.exact import ExactEvmServerScheme
 
+from app.access.models import Scope
+from app.access.repository import ApiKeyRepository
 from app.config import Settings
+from app.db.engine import make_engine
+from app.db.schema import create_schema
 from app.dev.deploy import DevDeployment
 from app.main import create_app
 from tests.support.payments import BASE_SEPOLIA
@@ -64,10 +69,38 @@ def no_threads_left_behind() -> Iterator[None]:
 
 
 @pytest.fixture
-def facilitator_url(facilitator_settings: Settings) -> Iterator[str]:
-    """Our facilitator (the real app, lifespan included) served on a loopback port."""
-    with serve(create_app(facilitator_settings)) as url:
+def facilitator_key(facilitator_settings: Settings) -> str:
+    """An API key with the facilitator scope, in the ledger the facilitator below serves from."""
+    engine = make_engine(facilitator_settings.database_url)
+    try:
+        create_schema(engine)
+        _row, key = ApiKeyRepository(engine).create("sdk-resource-server", [Scope.FACILITATOR])
+    finally:
+        engine.dispose()
+    return key
+
+
+@pytest.fixture
+def facilitator_url(facilitator_settings: Settings, facilitator_key: str) -> Iterator[str]:
+    """Our facilitator (the real app, lifespan included) on a loopback port, as production runs it: /verify
+    and /settle need ``facilitator_key``."""
+    with serve(create_app(facilitator_settings.model_copy(update={"facilitator_require_api_key": True}))) as url:
         yield url
+
+
+class BearerKey:
+    """The SDK's ``AuthProvider``: our API key on /verify and /settle, as a resource server sends it."""
+
+    def __init__(self, key: str) -> None:
+        self._headers = {"Authorization": f"Bearer {key}"}
+
+    def get_auth_headers(self) -> AuthHeaders:
+        return AuthHeaders(verify=dict(self._headers), settle=dict(self._headers))
+
+
+def sdk_facilitator_config(url: str, key: str) -> FacilitatorConfig:
+    """How a resource server built on the official SDK points at our facilitator, key included."""
+    return FacilitatorConfig(url=url, auth_provider=BearerKey(key))
 
 
 @pytest.fixture
@@ -113,9 +146,9 @@ WEATHER = {"city": "Lisbon", "forecast": "sunny", "celsius": 24}
 
 
 @contextmanager
-def sdk_resource_server(facilitator_url: str, pay_to: str, price: str = "$0.01") -> Iterator[str]:
-    """A FastAPI app gated by the SDK's own middleware, using our facilitator; yields its base URL."""
-    facilitator = HTTPFacilitatorClient(FacilitatorConfig(url=facilitator_url))
+def sdk_resource_server(facilitator_url: str, pay_to: str, key: str, price: str = "$0.01") -> Iterator[str]:
+    """A FastAPI app gated by the SDK's own middleware, using our facilitator with ``key``; yields its base URL."""
+    facilitator = HTTPFacilitatorClient(sdk_facilitator_config(facilitator_url, key))
     server = x402ResourceServer(facilitator)
     server.register(BASE_SEPOLIA, ExactEvmServerScheme())
     routes = {
