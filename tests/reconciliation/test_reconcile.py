@@ -34,8 +34,10 @@ from app.main import create_app
 from app.reconciliation.cli import reconcile_command
 from app.reconciliation.routes import router as reconcile_router
 from app.settlement.models import JournalLine, Settlement, SettlementState
+from app.settlement.repository import SettlementRepository
 from tests.support.eip3009 import sign_transfer_authorization
 from tests.support.payments import BASE_SEPOLIA, USDC, paid_body, sign_exact
+from tests.support.tamper import drop_journal_guard
 
 AMOUNTS = (12_345, 250_000, 7)
 
@@ -163,7 +165,9 @@ def test_the_chain_events_read_in_small_chunks_are_the_same_as_in_one_go(client,
 
 def test_a_ledger_row_deleted_behind_its_back_is_missing_in_ledger(client, finance, settled, settings, anvil):
     victim = _rows(client)[1]
-    with Session(client.app.state.service.engine) as session:
+    engine = client.app.state.service.engine
+    drop_journal_guard(engine)  # the database refuses to delete journal lines; an attacker with DDL rights can
+    with Session(engine) as session:
         session.exec(delete(JournalLine).where(JournalLine.settlement_id == victim.id))
         session.exec(delete(Settlement).where(Settlement.id == victim.id))
         session.commit()
@@ -239,18 +243,20 @@ def test_a_row_marked_settled_whose_transaction_reverted_is_missing_on_chain(
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)
     assert receipt["status"] == 0
 
-    # A row the ledger marks confirmed, pointing at that reverted transaction.
+    # A row the ledger marks confirmed, pointing at that reverted transaction (confirmed through the repository,
+    # so it carries the journal lines a confirmation books, as a wrongly confirmed row would).
     fresh = sign_exact(dev_deployment.wallets.agents[4], to=used.payee, value=4_242)
     auth = fresh.authorization
-    row = Settlement(
+    repository = SettlementRepository(client.app.state.service.engine)
+    row = repository.create(Settlement(
         network=BASE_SEPOLIA, asset=USDC, payer=auth["from"], payee=auth["to"], nonce=auth["nonce"], value=4_242,
         valid_after=int(auth["validAfter"]), valid_before=int(auth["validBefore"]), signature=fresh.signature,
-        x402_version=2, state=SettlementState.CONFIRMED, signer=facilitator.address, tx_hash=tx_hash.to_0x_hex(),
-        block_number=receipt["blockNumber"], block_hash=receipt["blockHash"].to_0x_hex(),
-    )
-    with Session(client.app.state.service.engine, expire_on_commit=False) as session:
-        session.add(row)
-        session.commit()
+        x402_version=2,
+    ))
+    assert repository.mark_submitted(row.id, signer=facilitator.address, tx_nonce=0, tx_hash=tx_hash.to_0x_hex(),
+                                     raw_transaction="0x")
+    assert repository.mark_confirmed(row.id, block_number=receipt["blockNumber"],
+                                     block_hash=receipt["blockHash"].to_0x_hex())
 
     report = _reconcile(client, finance, settled)
     assert _kinds(report) == ["missing_on_chain"], report
