@@ -86,17 +86,19 @@ def test_amounts_are_exact_integers_at_any_size():
 
 def test_one_moment_has_one_content_whatever_zone_it_is_written_in():
     moment = datetime(2026, 12, 2, 17, 43, 0, 123456, tzinfo=UTC)
-    lisbon_winter = moment.astimezone(timezone(timedelta(hours=-3)))
+    three_hours_behind = moment.astimezone(timezone(timedelta(hours=-3)))
     naive_utc = moment.replace(tzinfo=None)  # SQLite hands naive UTC back; UtcDateTime makes it aware again
-    assert content_hash(_line(booked_at=lisbon_winter)) == content_hash(_line(booked_at=moment))
+    assert content_hash(_line(booked_at=three_hours_behind)) == content_hash(_line(booked_at=moment))
     assert content_hash(_line(booked_at=naive_utc)) == content_hash(_line(booked_at=moment))
     assert content_hash(_line(booked_at=moment + timedelta(microseconds=1))) != content_hash(_line(booked_at=moment))
 
 
-def test_values_cannot_be_shifted_between_fields():
-    # Without the length prefix "a:b" + "" and "a" + ":b" could spell the same bytes.
-    assert content_hash(_line(account="agent:x", agent_id="")) != content_hash(_line(account="agent", agent_id=":x"))
-    assert content_hash(_line(memo="1\nreverses_id=0:")) != content_hash(_line(memo=""))
+def test_text_cannot_pass_itself_off_as_the_fields_after_it():
+    # Without the length prefixes both would read "provider=maps\nreverses_id=\nmemo=refund\nreverses_id=\nmemo=\n".
+    smuggled = _line(provider="maps\nreverses_id=\nmemo=refund", memo="")
+    honest = _line(provider="maps", memo="refund\nreverses_id=\nmemo=")
+    assert canonical_content(smuggled) != canonical_content(honest)
+    assert content_hash(smuggled) != content_hash(honest)
 
 
 def test_a_missing_reversed_line_is_not_line_zero():
