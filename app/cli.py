@@ -40,6 +40,8 @@ class LazyCommands(TyperGroup):
         "keys": ("app.access.cli", "keys_cli", "API keys with scopes (admin, finance, provider, facilitator)."),
         "export": ("app.ledger.cli", "export_command",
                    "Stream a finance export (journal lines or a rollup) to a file: CSV, JSON Lines, Parquet."),
+        "ledger": ("app.ledger.cli", "ledger_cli",
+                   "The journal: `ledger verify` walks its hash chain; exit 1 naming the first broken line."),
         "reconcile": ("app.reconciliation.cli", "reconcile_command",
                       "Compare the ledger with the token's on-chain events; exit 1 on discrepancies."),
     }

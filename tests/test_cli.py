@@ -84,7 +84,7 @@ def test_dev_keeps_serving_until_ctrl_c_then_stops_everything(tmp_path):
 def test_every_operator_command_is_listed_and_runs_through_the_main_command(tmp_path):
     listed = subprocess.run([str(X402_SETTLE), "--help"], capture_output=True, text=True, timeout=60)
     assert listed.returncode == 0, listed.stderr
-    for command in ("serve", "dev", "agents", "capabilities", "keys", "export", "reconcile"):
+    for command in ("serve", "dev", "agents", "capabilities", "keys", "export", "ledger", "reconcile"):
         assert re.search(rf"│ {command} ", listed.stdout), command
     ledger = f"sqlite:///{(tmp_path / 'ledger.db').as_posix()}"
     agents = subprocess.run([str(X402_SETTLE), "agents", "list", "--database-url", ledger],

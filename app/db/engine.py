@@ -91,3 +91,25 @@ def write_connection(engine: Engine) -> Iterator[Connection]:
     """
     with writer_turn(engine), engine.begin() as connection:
         yield connection
+
+
+@contextmanager
+def read_snapshot(engine: Engine) -> Iterator[Connection]:
+    """A connection in one read transaction: every statement in the block sees the same moment.
+
+    A check that reads a table in several statements (the journal head, then its lines) must not see a
+    booking that lands between them, or it would report a break that is not there. PostgreSQL gets a
+    REPEATABLE READ, READ ONLY transaction. SQLite's driver opens no transaction for reads on its own, so
+    one is begun explicitly; in WAL mode it holds its snapshot without blocking any writer.
+    """
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            snapshot = connection.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
+            with snapshot.begin():
+                yield snapshot
+            return
+        connection.exec_driver_sql("BEGIN")
+        try:
+            yield connection
+        finally:
+            connection.rollback()

@@ -1,6 +1,8 @@
-"""``x402-settle export``: write a ledger export to a file, with a progress bar.
+"""``x402-settle export``: write a ledger export to a file, with a progress bar; ``x402-settle ledger verify``:
+walk the journal's hash chain.
 
-The function is typer-style so the main CLI registers it as is: ``cli.command("export")(export_command)``.
+``export_command`` is typer-style so the main CLI registers it as is: ``cli.command("export")(export_command)``;
+``ledger_cli`` is a group (``x402-settle ledger verify``).
 """
 
 from __future__ import annotations
@@ -8,15 +10,24 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
+from app.cli_support import DatabaseUrlOption
 from app.config import Settings
 from app.db.engine import make_engine
+from app.db.schema import SCHEMA_REVISION, schema_revision
 from app.ledger.exports import ExportError, ExportKind, asset_table_from_settings, prepare_export
+from app.ledger.integrity import JournalUnreadable, JournalVerdict, verify_journal
+
+EXIT_INTACT = 0
+EXIT_BROKEN = 1
+EXIT_CANNOT_RUN = 2
 
 
 def export_command(
@@ -69,3 +80,44 @@ def export_command(
         typer.echo(f"wrote {written} rows to {output}", err=True)
     finally:
         engine.dispose()
+
+
+ledger_cli = typer.Typer(no_args_is_help=True)
+
+
+@ledger_cli.command("verify")
+def verify_command(
+    database_url: DatabaseUrlOption = None,
+    batch: Annotated[int, typer.Option("--batch", min=1, help="lines read per round trip")] = 10_000,
+) -> None:
+    """Walk the whole journal in id order and check every line's hashes and where the chain ends.
+
+    Exit 0 when the chain verifies, 1 naming the first broken line, 2 when it cannot run.
+    """
+    engine = make_engine(database_url or Settings().database_url)
+    try:
+        verdict = _verify(engine, batch)
+    finally:
+        engine.dispose()
+    typer.echo(verdict.describe())
+    raise typer.Exit(EXIT_INTACT if verdict.intact else EXIT_BROKEN)
+
+
+def _verify(engine: Engine, batch: int) -> JournalVerdict:
+    """The verdict, or exit 2 with the reason it could not be reached. The database is only read: a
+    check must not migrate what it checks."""
+    try:
+        revision = schema_revision(engine)
+        if revision != SCHEMA_REVISION:
+            _cannot_run(f"the database is at schema revision {revision or 'none'}, this x402-settle expects "
+                        f"{SCHEMA_REVISION}: migrate it first (x402-settle serve does at start-up)")
+        return verify_journal(engine, batch)
+    except JournalUnreadable as error:
+        _cannot_run(str(error))
+    except SQLAlchemyError as error:
+        _cannot_run(f"cannot read the ledger database ({type(error).__name__}): {error.__cause__ or error}")
+
+
+def _cannot_run(message: str) -> NoReturn:
+    typer.secho(f"ledger verify: {message}", fg=typer.colors.RED, err=True)
+    raise typer.Exit(EXIT_CANNOT_RUN)

@@ -1,25 +1,39 @@
-"""SQL for finance's reads of the ledger: attribution sums, journal export lines, settlement pages.
+"""SQL for finance's reads of the ledger: attribution sums, journal export lines, settlement pages, and the
+journal as a hash chain (for ``x402-settle ledger verify`` and reconciliation).
 
-Read-only, and the only SQL of the ledger package: attribution, exports and settlement queries shape
-what these methods return.
+Read-only, and the only SQL of the ledger package: attribution, exports, settlement queries and the
+journal checks shape what these methods return.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Numeric, and_, case, cast, func, literal, select, text
-from sqlalchemy.engine import Engine, Row
+from sqlalchemy.engine import Connection, Engine, Row
 from sqlalchemy.sql.elements import ColumnElement
 from sqlmodel import Session
 
-from app.settlement.models import EntryType, JournalLine, Settlement, SettlementState, Side
+from app.db.engine import read_snapshot
+from app.settlement.models import (
+    JOURNAL_HEAD_ID,
+    EntryType,
+    JournalHead,
+    JournalLine,
+    Settlement,
+    SettlementState,
+    Side,
+)
 
 SPEND = "agent_spend"  # the account kind of an agent's spend
 FEES = "agent_fees"  # the account kind of the network fees booked to an agent
 STREAM_BATCH = 10_000  # rows per round trip of a streaming cursor
+_SLICE = 400  # ids per IN (...): both backends cap the number of bound parameters
+_LINE_COLUMNS = tuple(JournalLine.__table__.columns)
 
 
 def _attribution_filters(
@@ -163,3 +177,77 @@ class LedgerRepository:
         statement = statement.order_by(Settlement.id).limit(limit)
         with Session(self._engine) as session:
             return list(session.exec(statement).scalars())
+
+    # ---------------------------------------------------------------------------- journal chain
+
+    @contextmanager
+    def journal_snapshot(self) -> Iterator[JournalSnapshot]:
+        """Reads of the journal (and its settlements) that all see one moment of the database."""
+        with read_snapshot(self._engine) as connection:
+            yield JournalSnapshot(connection)
+
+
+@dataclass(frozen=True)
+class JournalHeadRow:
+    last_line_id: int | None
+    chain_hash: str
+
+
+def _slices(values: Iterable[int]) -> Iterator[list[int]]:
+    ordered = sorted(set(values))
+    for offset in range(0, len(ordered), _SLICE):
+        yield ordered[offset:offset + _SLICE]
+
+
+class JournalSnapshot:
+    """The journal's head and lines, read in one transaction (``read_snapshot``), so a booking that commits
+    meanwhile is either wholly seen or not at all. Lines come back as rows with the journal's column names,
+    which is what ``app.settlement.journal.walk_chain`` reads."""
+
+    def __init__(self, connection: Connection) -> None:
+        self._connection = connection
+
+    def head(self) -> JournalHeadRow | None:
+        """The journal head; None when the table has no row (a database not migrated as it should be)."""
+        statement = select(JournalHead.last_line_id, JournalHead.chain_hash).where(JournalHead.id == JOURNAL_HEAD_ID)
+        row = self._connection.execute(statement).one_or_none()
+        return None if row is None else JournalHeadRow(row.last_line_id, row.chain_hash)
+
+    def lines(self, *, first_id: int | None = None, last_id: int | None = None,
+              batch: int = STREAM_BATCH) -> Iterator[Row[Any]]:
+        """Lines in id (chain) order, between ``first_id`` and ``last_id`` inclusive, streamed ``batch``
+        rows per round trip so a walk over millions holds only one batch."""
+        statement = select(*_LINE_COLUMNS).order_by(JournalLine.id)
+        if first_id is not None:
+            statement = statement.where(JournalLine.id >= first_id)
+        if last_id is not None:
+            statement = statement.where(JournalLine.id <= last_id)
+        streamed = self._connection.execution_options(stream_results=True, yield_per=batch)
+        yield from streamed.execute(statement)
+
+    def chain_hash_before(self, line_id: int) -> str | None:
+        """The chain hash of the line just before ``line_id``; None when it is the first line."""
+        statement = (select(JournalLine.chain_hash).where(JournalLine.id < line_id)
+                     .order_by(JournalLine.id.desc()).limit(1))
+        return self._connection.execute(statement).scalar_one_or_none()
+
+    def line_after(self, line_id: int) -> Row[Any] | None:
+        """The line just after ``line_id``; None when it is the last."""
+        statement = select(*_LINE_COLUMNS).where(JournalLine.id > line_id).order_by(JournalLine.id).limit(1)
+        return self._connection.execute(statement).one_or_none()
+
+    def lines_of(self, settlement_ids: Iterable[int]) -> list[Row[Any]]:
+        """Every line of these settlements, in id order."""
+        found: list[Row[Any]] = []
+        for part in _slices(settlement_ids):
+            statement = select(*_LINE_COLUMNS).where(JournalLine.settlement_id.in_(part))
+            found += self._connection.execute(statement).all()
+        return sorted(found, key=lambda line: line.id)
+
+    def settlements(self, settlement_ids: Iterable[int]) -> list[Settlement]:
+        """These settlements as the snapshot sees them, by id."""
+        found: list[Settlement] = []
+        for part in _slices(settlement_ids):
+            rows = self._connection.execute(select(*Settlement.__table__.columns).where(Settlement.id.in_(part)))
+            found += [Settlement(**row._mapping) for row in rows]
+        return sorted(found, key=lambda row: row.id or 0)

@@ -58,7 +58,8 @@ def reconcile_command(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
 ) -> None:
-    """Compare settlements with the token's on-chain Transfer and AuthorizationUsed events; exit 1 on discrepancies."""
+    """Compare settlements with the token's on-chain Transfer and AuthorizationUsed events, and their journal lines
+    with what they book; exit 1 on discrepancies."""
     last = _block_tag(to_block)
     try:
         settings = Settings()
@@ -101,10 +102,11 @@ def render(report: ReconciliationReport) -> str:
     """The report as plain text: a summary line, then one block per discrepancy."""
     lines = [
         f"reconciliation of {report.network}, blocks {report.from_block}..{report.to_block}: "
-        f"{report.checked_rows} settlement rows and {report.checked_events} token events checked"
+        f"{report.checked_rows} settlement rows, their {report.checked_lines} journal lines and "
+        f"{report.checked_events} token events checked"
     ]
     if report.clean:
-        lines.append("clean: the ledger matches the chain")
+        lines.append("clean: the ledger matches the chain, and its journal matches the ledger")
         return "\n".join(lines)
     counts = ", ".join(f"{kind}: {count}" for kind, count in report.counts().items())
     lines.append(f"{len(report.discrepancies)} discrepancies ({counts})")
@@ -114,6 +116,8 @@ def render(report: ReconciliationReport) -> str:
             where.append(f"tx {item.tx_hash}")
         if item.block_number is not None:
             where.append(f"block {item.block_number}")
+        if item.line_id is not None:
+            where.append(f"journal line {item.line_id}")
         lines.append(f"- {item.kind.value:<18} {'  '.join(where)}")
         lines.append(f"    {item.message}")
         if item.expected is not None or item.actual is not None:

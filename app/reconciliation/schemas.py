@@ -6,7 +6,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.reconciliation.service import DiscrepancyKind
+from app.reconciliation.discrepancies import DiscrepancyKind
 from app.wire import WireSchema
 
 
@@ -23,11 +23,13 @@ class DiscrepancyOut(WireSchema):
     settlement_id: int | None
     tx_hash: str | None
     block_number: int | None
-    expected: str | None = Field(description="what the ledger says (or should say)")
-    actual: str | None = Field(description="what the chain says")
+    expected: str | None = Field(description="what the ledger says (or should say); journal kinds: what the "
+                                             "settlement books")
+    actual: str | None = Field(description="what the chain says; journal kinds: what the journal holds")
     asset: str | None
     payer: str | None
     nonce: str | None
+    line_id: int | None = Field(description="journal kinds: the (first) journal line concerned")
     message: str
 
 
@@ -37,6 +39,7 @@ class ReconciliationReportOut(WireSchema):
     to_block: int
     checked_rows: int
     checked_events: int
+    checked_journal_lines: int = Field(description="journal lines of the checked settlements")
     clean: bool
     signers: list[str]
     counts: dict[str, int] = Field(description="discrepancies by kind")

@@ -21,6 +21,14 @@ What counts as a discrepancy (``DiscrepancyKind``):
 - ``state_mismatch``: the row's state disagrees with the chain (``failed`` but our transaction used the
   authorization, ``submitted`` but the transaction is mined, ...).
 
+and, reading the journal that attribution and exports read (``app.reconciliation.journal``):
+
+- ``journal_mismatch``: a checked settlement's journal lines are not exactly what its state books
+  (``settlement_lines`` for confirmed and finalized ones; those plus one reversal each for a reversed one;
+  none otherwise): amounts, accounts and attribution are compared line for line;
+- ``journal_tampered``: the hash chain over those lines does not verify (a line edited, deleted,
+  inserted or reordered behind the service's back).
+
 Money is compared as integers; the report carries amounts as decimal strings of atomic units.
 """
 
@@ -31,7 +39,6 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
-from enum import StrEnum
 from typing import Any, Literal
 
 from sqlalchemy.engine import Engine
@@ -52,44 +59,12 @@ from app.chain.receipts import Receipt
 from app.chain.rpc import RpcClient, RpcError, RpcUnavailable
 from app.config import AssetConfig, NetworkConfig
 from app.errors import BadRequest, ServiceUnavailable
+from app.reconciliation.discrepancies import Discrepancy, DiscrepancyKind
+from app.reconciliation.journal import check_journal
 from app.reconciliation.repository import ReconcileRepository
 from app.settlement.models import SUCCESS_STATES, Settlement, SettlementState
 
 BlockTag = int | Literal["latest"]
-
-
-class DiscrepancyKind(StrEnum):
-    MISSING_ON_CHAIN = "missing_on_chain"
-    MISSING_IN_LEDGER = "missing_in_ledger"
-    OUTSIDE_SERVICE = "outside_service"
-    AMOUNT_MISMATCH = "amount_mismatch"
-    PAYER_MISMATCH = "payer_mismatch"
-    PAYEE_MISMATCH = "payee_mismatch"
-    NONCE_MISMATCH = "nonce_mismatch"
-    TX_MISMATCH = "tx_mismatch"
-    BLOCK_MISMATCH = "block_mismatch"
-    STATE_MISMATCH = "state_mismatch"
-
-
-@dataclass(frozen=True)
-class Discrepancy:
-    kind: DiscrepancyKind
-    message: str
-    settlement_id: int | None = None
-    tx_hash: str | None = None
-    block_number: int | None = None
-    expected: str | None = None  # what the ledger says (or should say)
-    actual: str | None = None  # what the chain says
-    asset: str | None = None
-    payer: str | None = None
-    nonce: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind.value, "settlementId": self.settlement_id, "txHash": self.tx_hash,
-            "blockNumber": self.block_number, "expected": self.expected, "actual": self.actual,
-            "asset": self.asset, "payer": self.payer, "nonce": self.nonce, "message": self.message,
-        }
 
 
 @dataclass
@@ -99,6 +74,7 @@ class ReconciliationReport:
     to_block: int
     checked_rows: int = 0
     checked_events: int = 0
+    checked_lines: int = 0  # journal lines of the checked settlements
     discrepancies: list[Discrepancy] = field(default_factory=list)
     signers: tuple[str, ...] = ()
 
@@ -115,7 +91,8 @@ class ReconciliationReport:
     def to_dict(self) -> dict[str, Any]:
         return {
             "network": self.network, "fromBlock": self.from_block, "toBlock": self.to_block,
-            "checkedRows": self.checked_rows, "checkedEvents": self.checked_events, "clean": self.clean,
+            "checkedRows": self.checked_rows, "checkedEvents": self.checked_events,
+            "checkedJournalLines": self.checked_lines, "clean": self.clean,
             "signers": list(self.signers), "counts": self.counts(),
             "discrepancies": [discrepancy.to_dict() for discrepancy in self.discrepancies],
         }
@@ -219,6 +196,7 @@ def _atomic(value: int | None) -> str | None:
 class _Reconciliation:
     def __init__(self, engine: Engine, rpc: RpcClient, config: NetworkConfig, signers: set[str],
                  from_block: int, to_block: int, chunk: int) -> None:
+        self._engine = engine
         self._repository = ReconcileRepository(engine)
         self._rpc = rpc
         self._config = config
@@ -250,11 +228,14 @@ class _Reconciliation:
         }
         receipts = await fetch_receipts(self._rpc, unexplained)
         self._compare(rows, payments, senders, receipts)
+        journal = await asyncio.to_thread(check_journal, self._engine, [row.id for row in rows if row.id is not None])
+        self._found += journal.discrepancies
         self._found.sort(key=lambda d: (d.block_number if d.block_number is not None else -1, d.tx_hash or "",
                                         d.settlement_id or 0, d.kind.value))
         return ReconciliationReport(
             network=self._config.network, from_block=self._from, to_block=self._to, checked_rows=len(rows),
-            checked_events=len(events), discrepancies=self._found, signers=tuple(sorted(self._signers)),
+            checked_events=len(events), checked_lines=journal.lines, discrepancies=self._found,
+            signers=tuple(sorted(self._signers)),
         )
 
     # -- comparing -----------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Column, ForeignKey, Index, Integer, UniqueConstraint
+from sqlalchemy import BigInteger, CheckConstraint, Column, ForeignKey, Index, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from app.db.clock import utc_now
@@ -163,6 +163,11 @@ class JournalLine(SQLModel, table=True):
     Append-only: money rows are never updated or deleted; a correction is a reversing line. Attribution
     (agent, team, cost centre, capability, provider) is copied onto each line when it is booked, so a
     later re-organisation does not rewrite history.
+
+    Tamper-evident: ``content_hash`` is the SHA-256 of the line's canonical content and ``chain_hash``
+    links it to the line before it (in id order), so an edit, a deletion, an insertion or a reordering
+    shows up when the chain is walked (``app.settlement.journal``). The database refuses UPDATE and
+    DELETE on this table (migration 0003's triggers).
     """
 
     __tablename__ = "journal_lines"
@@ -191,3 +196,26 @@ class JournalLine(SQLModel, table=True):
     )
     memo: str = Field(default="", max_length=500)
     booked_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)
+    # Hex SHA-256 digests, set by the booking (SettlementRepository) under the journal head's lock.
+    content_hash: str = Field(default="", max_length=64)
+    chain_hash: str = Field(default="", max_length=64)
+
+
+JOURNAL_HEAD_ID = 1  # the journal head is one row
+
+
+class JournalHead(SQLModel, table=True):
+    """The end of the journal's hash chain: the last line booked and its chain hash.
+
+    One row, locked (``SELECT ... FOR UPDATE``) by every booking before it links new lines, so bookings
+    on replicas sharing PostgreSQL take turns and never both link to the same previous line. It also
+    anchors the chain's end: lines cut off the end, or appended without the head, no longer match it.
+    """
+
+    __tablename__ = "journal_head"
+    __table_args__ = (CheckConstraint(f"id = {JOURNAL_HEAD_ID}", name="ck_journal_head_one_row"),)
+
+    id: int = Field(default=JOURNAL_HEAD_ID, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    last_line_id: int | None = None  # None: nothing booked yet
+    chain_hash: str = Field(max_length=64)  # the last line's chain hash; the genesis value when empty
+    updated_at: datetime = Field(default_factory=utc_now, sa_type=UtcDateTime, nullable=False)

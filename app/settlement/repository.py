@@ -1,8 +1,9 @@
-"""SQL for settlements and signer nonces: the only place that touches these tables.
+"""SQL for settlements, signer nonces and the journal's booking: the only place that writes these tables.
 
 Every state change is a named transition (``mark_submitted``, ``mark_confirmed``, ...) from the table in
 ``app.settlement.models.TRANSITIONS``: one conditional UPDATE (``WHERE state IN (...)``); a result of zero rows
-means another request, thread or replica owns the row, and the caller must re-read it.
+means another request, thread or replica owns the row, and the caller must re-read it. Journal lines are
+appended to the hash chain by ``_book`` only, in the transaction of the transition that books them.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from sqlalchemy.sql.dml import Update
 from sqlmodel import Session
 
 from app.db.clock import utc_now
-from app.db.engine import write_connection, write_session
-from app.settlement.journal import reversal_of, settlement_lines
+from app.db.engine import write_connection
+from app.settlement.journal import reversal_of, seal, settlement_lines
 from app.settlement.models import (
+    JOURNAL_HEAD_ID,
     STATE_STAMPS,
     SUCCESS_STATES,
     TRANSITIONS,
     GasSpend,
+    JournalHead,
     JournalLine,
     Settlement,
     SettlementState,
@@ -147,9 +150,14 @@ class SettlementRepository:
             return connection.execute(statement).rowcount == 1
 
     def mark_confirmed(self, settlement_id: int, *, block_number: int, block_hash: str | None = None,
-                       gas_used: int | None = None, effective_gas_price: int | None = None) -> bool:
+                       gas_used: int | None = None, effective_gas_price: int | None = None,
+                       booked_at: datetime | None = None) -> bool:
         """submitted -> confirmed and the journal lines, in ONE transaction: the ledger never shows a
-        confirmed settlement without its money, nor money without its settlement."""
+        confirmed settlement without its money, nor money without its settlement.
+
+        ``booked_at`` is the moment the lines are booked at (default: now); history is given its moment
+        here, never by rewriting lines afterwards (the database refuses that, and the chain would show it).
+        """
         statement = self._statement(
             settlement_id, Transition.CONFIRM, block_number=block_number, block_hash=block_hash,
             gas_used=gas_used, effective_gas_price=effective_gas_price,
@@ -158,8 +166,7 @@ class SettlementRepository:
             confirmed = connection.execute(statement).one_or_none()
             if confirmed is None:  # not submitted (any more): someone else confirmed or failed it
                 return False
-            lines = settlement_lines(Settlement(**confirmed._mapping))
-            connection.execute(insert(JournalLine), [line.model_dump(exclude={"id"}) for line in lines])
+            _book(connection, settlement_lines(Settlement(**confirmed._mapping), booked_at))
             return True
 
     def mark_failed(self, settlement_id: int, *, reason: str, message: str, **block: object) -> bool:
@@ -174,20 +181,22 @@ class SettlementRepository:
         """confirmed -> finalized."""
         return self._move(settlement_id, Transition.FINALIZE)
 
-    def mark_reversed(self, settlement_id: int, *, reason: str, memo: str) -> bool:
+    def mark_reversed(self, settlement_id: int, *, reason: str, memo: str, booked_at: datetime | None = None
+                      ) -> bool:
         """confirmed | finalized -> failed, with a reversing line for each of its journal lines, atomically
-        (e.g. its block was reorganised away, or reconciliation found it reverted)."""
+        (e.g. its block was reorganised away, or reconciliation found it reverted). The reversals are
+        booked at ``booked_at`` (default: now)."""
         statement = self._statement(settlement_id, Transition.REVERSE, error_reason=reason, error_message=memo)
-        with write_session(self._engine) as session:
-            if session.exec(statement).rowcount != 1:
-                session.rollback()
+        originals = (
+            select(*JournalLine.__table__.columns)
+            .where(JournalLine.settlement_id == settlement_id, JournalLine.reverses_id.is_(None))
+            .order_by(JournalLine.id)
+        )
+        with write_connection(self._engine) as connection:
+            if connection.execute(statement).rowcount != 1:
                 return False
-            originals = session.exec(
-                select(JournalLine).where(JournalLine.settlement_id == settlement_id,
-                                          JournalLine.reverses_id.is_(None))
-            ).scalars().all()
-            session.add_all([reversal_of(line, memo) for line in originals])
-            session.commit()
+            lines = [JournalLine(**row._mapping) for row in connection.execute(originals)]
+            _book(connection, [reversal_of(line, memo, booked_at) for line in lines])
             return True
 
     def _move(self, settlement_id: int, transition: Transition, **changes: object) -> bool:
@@ -230,6 +239,31 @@ class SettlementRepository:
                     .limit(limit)
                 ).scalars()
             )
+
+
+def _book(connection: Connection, lines: list[JournalLine]) -> None:
+    """Append ``lines`` to the journal's hash chain, in the caller's transaction (the state change's).
+
+    The journal head is read with ``SELECT ... FOR UPDATE``: on PostgreSQL a concurrent booking (another
+    thread or replica) waits on that row until this transaction ends, then reads the head this one wrote,
+    so two bookings never link to the same previous line. On SQLite ``FOR UPDATE`` renders as nothing and
+    is not needed: the transition's UPDATE already holds the database's single write lock (and
+    ``writer_turn`` queues this process's writers), so no other booking runs until this one commits.
+    Line ids are handed out under the same lock, so id order is chain order.
+    """
+    if not lines:
+        return
+    head = select(JournalHead.chain_hash).where(JournalHead.id == JOURNAL_HEAD_ID).with_for_update()
+    end = seal(lines, connection.execute(head).scalar_one())
+    rows = [line.model_dump(exclude={"id"}) for line in lines]
+    returning = insert(JournalLine).returning(JournalLine.id, sort_by_parameter_order=True)
+    ids = list(connection.execute(returning, rows).scalars())
+    if ids != sorted(ids):  # never seen; but the chain would then disagree with id order, so refuse
+        raise RuntimeError(f"journal lines got ids {ids} out of booking order")
+    connection.execute(
+        update(JournalHead).where(JournalHead.id == JOURNAL_HEAD_ID)
+        .values(last_line_id=ids[-1], chain_hash=end, updated_at=utc_now())
+    )
 
 
 def _insert_with_on_conflict(dialect: str) -> Callable[..., Any]:

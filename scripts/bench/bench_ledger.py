@@ -56,9 +56,15 @@ FROM (SELECT g, timestamptz '2026-01-01 00:00:00+00' + g * (interval '90 days' /
       FROM generate_series(1, :n) AS g) AS series
 """
 
-LOAD_LINES = """
+# The lines carry hashes of the real width but are no hash chain (``x402-settle ledger verify`` would stop at
+# the first): a chain is sequential and cannot be built set-based in the server. Attribution and exports,
+# which this measures, never read the hashes.
+PLACEHOLDER_HASHES = "encode(sha256(convert_to('content' || s.id || v.k, 'UTF8')), 'hex'), " \
+                     "encode(sha256(convert_to('chain' || s.id || v.k, 'UTF8')), 'hex')"
+
+LOAD_LINES = f"""
 INSERT INTO journal_lines (settlement_id, entry_type, account, account_kind, side, amount, asset, network,
-    agent_id, team, cost_center, capability_id, provider, memo, booked_at)
+    agent_id, team, cost_center, capability_id, provider, memo, booked_at, content_hash, chain_hash)
 SELECT s.id, v.entry_type,
     CASE v.k WHEN 1 THEN 'agent:' || s.agent_id || ':' || 'spend'
              WHEN 2 THEN 'provider:' || s.provider || ':' || 'revenue'
@@ -67,7 +73,8 @@ SELECT s.id, v.entry_type,
     v.account_kind, v.side,
     CASE WHEN v.k <= 2 THEN s.value ELSE s.gas_used * s.effective_gas_price END,
     CASE WHEN v.k <= 2 THEN s.asset ELSE 'native' END,
-    s.network, s.agent_id, s.team, s.cost_center, s.capability_id, s.provider, '', s.confirmed_at
+    s.network, s.agent_id, s.team, s.cost_center, s.capability_id, s.provider, '', s.confirmed_at,
+    {PLACEHOLDER_HASHES}
 FROM settlements AS s
 CROSS JOIN (VALUES (1, 'payment', 'agent_spend', 'debit'), (2, 'payment', 'provider_revenue', 'credit'),
                    (3, 'network_fee', 'agent_fees', 'debit'), (4, 'network_fee', 'facilitator_gas', 'credit'))
@@ -80,10 +87,12 @@ REVERSE_ONE_PERCENT = [
     "WHERE id % 100 = 0",
     """
     INSERT INTO journal_lines (settlement_id, entry_type, account, account_kind, side, amount, asset, network,
-        agent_id, team, cost_center, capability_id, provider, reverses_id, memo, booked_at)
+        agent_id, team, cost_center, capability_id, provider, reverses_id, memo, booked_at, content_hash, chain_hash)
     SELECT j.settlement_id, 'reversal', j.account, j.account_kind,
         CASE j.side WHEN 'debit' THEN 'credit' ELSE 'debit' END, j.amount, j.asset, j.network, j.agent_id, j.team,
-        j.cost_center, j.capability_id, j.provider, j.id, 'reorged', j.booked_at + interval '1 hour'
+        j.cost_center, j.capability_id, j.provider, j.id, 'reorged', j.booked_at + interval '1 hour',
+        encode(sha256(convert_to('content reversal' || j.id, 'UTF8')), 'hex'),
+        encode(sha256(convert_to('chain reversal' || j.id, 'UTF8')), 'hex')
     FROM journal_lines AS j WHERE j.settlement_id % 100 = 0 AND j.reverses_id IS NULL ORDER BY j.id
     """,
 ]

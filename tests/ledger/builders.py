@@ -5,11 +5,9 @@ from __future__ import annotations
 import itertools
 from datetime import datetime
 
-from sqlalchemy import update
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
-from app.settlement.models import JournalLine, Settlement
+from app.settlement.models import Settlement
 from app.settlement.repository import SettlementRepository, SignerNonceRepository
 
 NETWORK = "eip155:84532"
@@ -55,33 +53,21 @@ def confirm(engine: Engine, row: Settlement, *, gas_used: int = 0, gas_price: in
             booked_at: datetime | None = None) -> Settlement:
     """Record ``row`` and take it verified -> submitted -> confirmed (which books its journal lines).
 
-    ``booked_at`` back-dates its journal lines (a test needs lines in chosen hours, days, months);
-    only the test does that, never the service.
+    ``booked_at`` is the moment its journal lines are booked at (a test needs lines in chosen hours, days,
+    months); the booking takes it, as an import of history would, since booked lines are never rewritten.
     """
     repository = SettlementRepository(engine)
     created = record(engine, row)
     assert submit(engine, created.id)
-    assert repository.mark_confirmed(created.id, gas_used=gas_used, effective_gas_price=gas_price, block_number=1)
-    if booked_at is not None:
-        backdate(engine, created.id, booked_at)
+    assert repository.mark_confirmed(created.id, gas_used=gas_used, effective_gas_price=gas_price, block_number=1,
+                                     booked_at=booked_at)
     return created
 
 
-def backdate(engine: Engine, settlement_id: int, booked_at: datetime, *, reversals: bool = False) -> None:
-    statement = update(JournalLine).where(JournalLine.settlement_id == settlement_id).values(booked_at=booked_at)
-    if reversals:
-        statement = statement.where(JournalLine.entry_type == "reversal")
-    else:
-        statement = statement.where(JournalLine.entry_type != "reversal")
-    with Session(engine) as session:
-        session.exec(statement)
-        session.commit()
-
-
 def reverse(engine: Engine, settlement_id: int, *, booked_at: datetime | None = None) -> None:
-    assert SettlementRepository(engine).mark_reversed(settlement_id, reason="reorged", memo="block reorged away")
-    if booked_at is not None:
-        backdate(engine, settlement_id, booked_at, reversals=True)
+    """Reverse a confirmed settlement; its reversing lines are booked at ``booked_at`` (default: now)."""
+    assert SettlementRepository(engine).mark_reversed(settlement_id, reason="reorged", memo="block reorged away",
+                                                      booked_at=booked_at)
 
 
 def fail(engine: Engine, row: Settlement) -> Settlement:

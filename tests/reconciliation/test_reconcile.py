@@ -30,12 +30,16 @@ from app.chain.rpc import RpcClient
 from app.config import Settings
 from app.dev.deploy import DevDeployment, send_transaction, token_contract
 from app.dev.devchain import free_port
+from app.ledger.attribution import attribution
+from app.ledger.cli import ledger_cli
 from app.main import create_app
 from app.reconciliation.cli import reconcile_command
 from app.reconciliation.routes import router as reconcile_router
 from app.settlement.models import JournalLine, Settlement, SettlementState
+from app.settlement.repository import SettlementRepository
 from tests.support.eip3009 import sign_transfer_authorization
 from tests.support.payments import BASE_SEPOLIA, USDC, paid_body, sign_exact
+from tests.support.tamper import drop_journal_guard, tamper
 
 AMOUNTS = (12_345, 250_000, 7)
 
@@ -105,6 +109,13 @@ def _kinds(report: dict) -> list[str]:
     return [item["kind"] for item in report["discrepancies"]]
 
 
+def _of_kind(report: dict, kind: str) -> dict:
+    """The one discrepancy of ``kind`` in the report."""
+    found = [item for item in report["discrepancies"] if item["kind"] == kind]
+    assert len(found) == 1, report
+    return found[0]
+
+
 def _rows(client: TestClient) -> list[Settlement]:
     with Session(client.app.state.service.engine) as session:
         return list(session.exec(select(Settlement).order_by(Settlement.id)).scalars())
@@ -123,6 +134,12 @@ def _run_cli(settings: Settings, settled: Settled, anvil, *extra: str, rpc: bool
     return CliRunner().invoke(cli, args)
 
 
+def _run_verify(settings: Settings):
+    cli = typer.Typer()
+    cli.add_typer(ledger_cli, name="ledger")
+    return CliRunner().invoke(cli, ["ledger", "verify", "--database-url", settings.database_url])
+
+
 # -- clean ------------------------------------------------------------------------------------------
 
 
@@ -134,12 +151,15 @@ def test_a_clean_run_reports_nothing_and_the_cli_exits_0(client, finance, settle
     assert report["fromBlock"] == settled.from_block and report["toBlock"] == w3.eth.block_number
     assert report["checkedRows"] == len(AMOUNTS)
     assert report["checkedEvents"] == 2 * len(AMOUNTS)  # one AuthorizationUsed + one Transfer each
+    assert report["checkedJournalLines"] == 4 * len(AMOUNTS)  # payment and network fee, debit and credit each
 
     result = _run_cli(settings, settled, anvil, "--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["clean"] is True
     text = _run_cli(settings, settled, anvil)
     assert text.exit_code == 0 and "clean" in text.output
+    verified = _run_verify(settings)
+    assert verified.exit_code == 0 and "journal intact: 12 lines verified" in verified.output
 
 
 def test_the_chain_events_read_in_small_chunks_are_the_same_as_in_one_go(client, settled, anvil, w3):
@@ -162,22 +182,59 @@ def test_the_chain_events_read_in_small_chunks_are_the_same_as_in_one_go(client,
 
 
 def test_a_ledger_row_deleted_behind_its_back_is_missing_in_ledger(client, finance, settled, settings, anvil):
-    victim = _rows(client)[1]
-    with Session(client.app.state.service.engine) as session:
+    victim, after = _rows(client)[1], _rows(client)[2]
+    engine = client.app.state.service.engine
+    drop_journal_guard(engine)  # the database refuses to delete journal lines; an attacker with DDL rights can
+    with Session(engine) as session:
         session.exec(delete(JournalLine).where(JournalLine.settlement_id == victim.id))
         session.exec(delete(Settlement).where(Settlement.id == victim.id))
         session.commit()
 
     report = _reconcile(client, finance, settled)
     assert report["clean"] is False
-    assert _kinds(report) == ["missing_in_ledger"]
-    found = report["discrepancies"][0]
+    # The chain finds the authorization without a row; the journal's hash chain shows the lines cut out of it,
+    # at the first line after them (the next settlement's).
+    assert _kinds(report) == ["missing_in_ledger", "journal_tampered"]
+    tampered = _of_kind(report, "journal_tampered")
+    assert tampered["settlementId"] == after.id and "link" in tampered["actual"]
+    found = _of_kind(report, "missing_in_ledger")
     assert found["txHash"] == victim.tx_hash.lower()
     assert found["settlementId"] is None
     assert found["payer"] == victim.payer and found["nonce"] == victim.nonce
     assert found["actual"] == str(victim.value)
     assert found["blockNumber"] == victim.block_number
     assert _run_cli(settings, settled, anvil).exit_code == 1
+
+
+def test_one_more_on_both_lines_of_a_payment_moves_attributed_spend_and_is_reported(
+    client, finance, settled, settings, anvil
+):
+    """Issue 10, item 4: the journal, which attribution and exports read, edited behind the service's back."""
+    engine = client.app.state.service.engine
+    victim = _rows(client)[0]
+    spend_before = _attributed_spend(engine, victim.agent_id)
+    stored = victim.value + 1 if engine.dialect.name == "postgresql" else f"{victim.value + 1:078d}"
+    changed = tamper(engine, "UPDATE journal_lines SET amount = :amount WHERE settlement_id = :id "
+                             "AND entry_type = 'payment'", amount=stored, id=victim.id)
+    assert changed == 2
+    assert _attributed_spend(engine, victim.agent_id) == spend_before + 1  # the attack works on finance's numbers
+
+    report = _reconcile(client, finance, settled)
+    assert _kinds(report) == ["journal_mismatch", "journal_tampered"], report
+    mismatch, tampered = _of_kind(report, "journal_mismatch"), _of_kind(report, "journal_tampered")
+    assert mismatch["settlementId"] == tampered["settlementId"] == victim.id
+    assert mismatch["txHash"] == victim.tx_hash.lower() and mismatch["blockNumber"] == victim.block_number
+    assert f"spend {victim.value} " in mismatch["expected"] and f"spend {victim.value + 1} " in mismatch["actual"]
+    first_line = tampered["lineId"]
+    assert first_line == mismatch["lineId"] and "changed after it was booked" in tampered["message"]
+    assert _run_cli(settings, settled, anvil).exit_code == 1
+    verified = _run_verify(settings)
+    assert verified.exit_code == 1
+    assert f"journal broken at line {first_line} (settlement {victim.id}" in verified.output
+
+
+def _attributed_spend(engine, agent_id: str) -> int:
+    return sum(row.amount for row in attribution(engine, group_by="agent", bucket="day") if row.group == agent_id)
 
 
 def test_a_transfer_made_outside_the_service_is_reported(client, finance, settled, settings, anvil, w3,
@@ -209,14 +266,18 @@ def test_a_tampered_amount_is_an_amount_mismatch(client, finance, settled, setti
         session.commit()
 
     report = _reconcile(client, finance, settled)
-    assert _kinds(report) == ["amount_mismatch"], report
-    found = report["discrepancies"][0]
+    # The row disagrees with the chain, and with its journal lines (which still book what the chain moved).
+    assert _kinds(report) == ["amount_mismatch", "journal_mismatch"], report
+    found = _of_kind(report, "amount_mismatch")
     assert found["settlementId"] == victim.id
     assert found["expected"] == str(victim.value + 1_000_000) and found["actual"] == str(victim.value)
     assert found["txHash"] == victim.tx_hash.lower()
+    journal = _of_kind(report, "journal_mismatch")
+    assert journal["settlementId"] == victim.id
+    assert f" {victim.value + 1_000_000} " in journal["expected"] and f" {victim.value} " in journal["actual"]
     result = _run_cli(settings, settled, anvil, "--json")
     assert result.exit_code == 1
-    assert _kinds(json.loads(result.output)) == ["amount_mismatch"]
+    assert _kinds(json.loads(result.output)) == ["amount_mismatch", "journal_mismatch"]
 
 
 def test_a_row_marked_settled_whose_transaction_reverted_is_missing_on_chain(
@@ -239,18 +300,20 @@ def test_a_row_marked_settled_whose_transaction_reverted_is_missing_on_chain(
     receipt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=30)
     assert receipt["status"] == 0
 
-    # A row the ledger marks confirmed, pointing at that reverted transaction.
+    # A row the ledger marks confirmed, pointing at that reverted transaction (confirmed through the repository,
+    # so it carries the journal lines a confirmation books, as a wrongly confirmed row would).
     fresh = sign_exact(dev_deployment.wallets.agents[4], to=used.payee, value=4_242)
     auth = fresh.authorization
-    row = Settlement(
+    repository = SettlementRepository(client.app.state.service.engine)
+    row = repository.create(Settlement(
         network=BASE_SEPOLIA, asset=USDC, payer=auth["from"], payee=auth["to"], nonce=auth["nonce"], value=4_242,
         valid_after=int(auth["validAfter"]), valid_before=int(auth["validBefore"]), signature=fresh.signature,
-        x402_version=2, state=SettlementState.CONFIRMED, signer=facilitator.address, tx_hash=tx_hash.to_0x_hex(),
-        block_number=receipt["blockNumber"], block_hash=receipt["blockHash"].to_0x_hex(),
-    )
-    with Session(client.app.state.service.engine, expire_on_commit=False) as session:
-        session.add(row)
-        session.commit()
+        x402_version=2, signer=facilitator.address, tx_nonce=0,  # as if nonce 0 had been allocated to it
+    ))
+    assert repository.mark_submitted(row.id, signer=facilitator.address, tx_nonce=0, tx_hash=tx_hash.to_0x_hex(),
+                                     raw_transaction="0x")
+    assert repository.mark_confirmed(row.id, block_number=receipt["blockNumber"],
+                                     block_hash=receipt["blockHash"].to_0x_hex())
 
     report = _reconcile(client, finance, settled)
     assert _kinds(report) == ["missing_on_chain"], report
@@ -270,9 +333,12 @@ def test_a_failed_row_whose_authorization_our_transaction_used_is_a_state_mismat
         session.commit()
 
     report = _reconcile(client, finance, settled)
-    assert _kinds(report) == ["state_mismatch"], report
-    assert report["discrepancies"][0]["settlementId"] == victim.id
-    assert report["discrepancies"][0]["actual"] == "failed"
+    # Failed on the chain's evidence, and failed with its journal lines never reversed.
+    assert _kinds(report) == ["journal_mismatch", "state_mismatch"], report
+    assert _of_kind(report, "state_mismatch")["settlementId"] == victim.id
+    assert _of_kind(report, "state_mismatch")["actual"] == "failed"
+    journal = _of_kind(report, "journal_mismatch")
+    assert journal["settlementId"] == victim.id and journal["expected"].count("the reversal of line") == 4
 
 
 # -- the route ------------------------------------------------------------------------------------
@@ -338,6 +404,6 @@ def test_the_cli_prints_each_discrepancy_in_text(client, settled, settings, anvi
         session.commit()
     result = _run_cli(settings, settled, anvil)
     assert result.exit_code == 1
-    assert "1 discrepancies (amount_mismatch: 1)" in result.output
+    assert "2 discrepancies (amount_mismatch: 1, journal_mismatch: 1)" in result.output
     assert f"settlement {victim.id}" in result.output and victim.tx_hash.lower() in result.output
     assert "0.012346 USDC (12346 atomic units)" in result.output

@@ -16,7 +16,6 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from app.db.schema import create_schema
-from app.settlement.journal import settlement_lines
 from app.settlement.models import STATE_STAMPS, TRANSITIONS, JournalLine, SettlementState, Transition
 from app.settlement.repository import SettlementRepository
 from tests.ledger.builders import SIGNER, record, settlement, submit
@@ -34,6 +33,7 @@ NAMED: dict[Transition, Callable[[Engine, int], bool]] = {
                                                                             memo="block reorged away"),
 }
 CASES = list(product(Transition, SettlementState))
+BOOKED = (SettlementState.CONFIRMED, SettlementState.FINALIZED)  # states whose rows carry journal lines
 
 
 def _lines(engine, settlement_id: int) -> int:
@@ -50,11 +50,11 @@ def test_a_transition_moves_a_row_only_from_its_source_states(engine, transition
     create_schema(engine)
     repository = SettlementRepository(engine)
     row = settlement(value=1_000)
-    row.state = state.value
+    row.state = (SettlementState.SUBMITTED if state in BOOKED else state).value
     row.gas_used, row.effective_gas_price, row.signer = 21_000, 2, SIGNER  # so a reversal has lines to undo
     created = record(engine, row)
-    if state in (SettlementState.CONFIRMED, SettlementState.FINALIZED):
-        _book_confirmation_lines(engine, repository, created.id)
+    if state in BOOKED:
+        _reach_booked_state(repository, created.id, state)
     lines_before = _lines(engine, created.id)
     before = repository.get(created.id)
 
@@ -77,8 +77,9 @@ def test_a_transition_moves_a_row_only_from_its_source_states(engine, transition
         assert _lines(engine, created.id) == lines_before
 
 
-def _book_confirmation_lines(engine, repository: SettlementRepository, settlement_id: int) -> None:
-    """Give a row created as confirmed the journal lines its confirmation would have booked."""
-    with Session(engine) as session:
-        session.add_all(settlement_lines(repository.get(settlement_id)))
-        session.commit()
+def _reach_booked_state(repository: SettlementRepository, settlement_id: int, state: SettlementState) -> None:
+    """Take a row recorded as submitted to ``state`` (confirmed or finalized) the way the service does, so
+    it has the journal lines its confirmation books: lines are only ever booked by the repository."""
+    assert repository.mark_confirmed(settlement_id, block_number=11, gas_used=21_000, effective_gas_price=2)
+    if state is SettlementState.FINALIZED:
+        assert repository.mark_finalized(settlement_id)
