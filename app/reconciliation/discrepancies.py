@@ -21,6 +21,8 @@ class DiscrepancyKind(StrEnum):
     STATE_MISMATCH = "state_mismatch"
     JOURNAL_MISMATCH = "journal_mismatch"  # a settlement's journal lines are not what its state books
     JOURNAL_TAMPERED = "journal_tampered"  # the journal's hash chain does not verify
+    NOT_MINED = "not_mined"  # a transaction sent long ago (many blocks) that the chain has not mined
+    NONCE_GAP = "nonce_gap"  # a hot wallet's ledger handed out nonces the node holds no transaction for
 
 
 @dataclass(frozen=True)

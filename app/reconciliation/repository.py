@@ -7,13 +7,14 @@ statement (PostgreSQL and SQLite both cap the number of bound parameters).
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, tuple_
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from app.settlement.models import Settlement, SettlementState
+from app.settlement.models import Settlement, SettlementState, SignerNonce
 
 # The states whose rows claim something about the chain: sent, landed, or known to have failed.
 CHECKED_STATES = (SettlementState.SUBMITTED, SettlementState.CONFIRMED, SettlementState.FINALIZED,
@@ -79,3 +80,21 @@ class ReconcileRepository:
                                                     Settlement.signer.is_not(None)).distinct()
         with Session(self._engine) as session:
             return {str(signer) for signer in session.exec(statement).scalars()}  # type: ignore[call-overload]
+
+    def submitted_before(self, network: str, moment: datetime) -> list[Settlement]:
+        """Settlements of ``network`` sent before ``moment`` and still waiting for their receipt."""
+        statement = (
+            select(Settlement)
+            .where(Settlement.network == network, Settlement.state == SettlementState.SUBMITTED.value,
+                   Settlement.submitted_at < moment)
+            .order_by(Settlement.id)
+            .limit(_SLICE)
+        )
+        with Session(self._engine) as session:
+            return list(session.exec(statement).scalars())
+
+    def allocated_nonces(self, network: str) -> dict[str, int]:
+        """Each hot wallet's next nonce as the ledger hands them out, on ``network``."""
+        statement = select(SignerNonce.address, SignerNonce.next_nonce).where(SignerNonce.network == network)
+        with Session(self._engine) as session:
+            return {str(address): int(next_nonce) for address, next_nonce in session.exec(statement).all()}

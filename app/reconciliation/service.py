@@ -38,6 +38,7 @@ import asyncio
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -57,6 +58,7 @@ from app.chain.logs import (
 )
 from app.chain.receipts import Receipt
 from app.chain.rpc import RpcClient, RpcError, RpcUnavailable
+from app.chain.sender import nonce_counts
 from app.config import AssetConfig, NetworkConfig
 from app.errors import BadRequest, ServiceUnavailable
 from app.reconciliation.discrepancies import Discrepancy, DiscrepancyKind
@@ -65,6 +67,8 @@ from app.reconciliation.repository import ReconcileRepository
 from app.settlement.models import SUCCESS_STATES, Settlement, SettlementState
 
 BlockTag = int | Literal["latest"]
+STALE_AFTER_SECONDS = 60.0  # a transaction unmined this long (and STALE_AFTER_BLOCKS blocks) is reported
+STALE_AFTER_BLOCKS = 10
 
 
 @dataclass
@@ -228,6 +232,7 @@ class _Reconciliation:
         }
         receipts = await fetch_receipts(self._rpc, unexplained)
         self._compare(rows, payments, senders, receipts)
+        await self._check_in_flight()
         journal = await asyncio.to_thread(check_journal, self._engine, [row.id for row in rows if row.id is not None])
         self._found += journal.discrepancies
         self._found.sort(key=lambda d: (d.block_number if d.block_number is not None else -1, d.tx_hash or "",
@@ -237,6 +242,25 @@ class _Reconciliation:
             checked_events=len(events), checked_lines=journal.lines, discrepancies=self._found,
             signers=tuple(sorted(self._signers)),
         )
+
+    async def _check_in_flight(self) -> None:
+        """What keeps the ledger from settling at all, whatever the block range: a transaction sent many
+        blocks ago and still not mined, and nonces the ledger handed out that the node holds nothing for
+        (every later transaction of that wallet waits behind them)."""
+        stale = max(STALE_AFTER_SECONDS, STALE_AFTER_BLOCKS * self._config.block_time_seconds)
+        before = datetime.now(UTC) - timedelta(seconds=stale)
+        for row in await asyncio.to_thread(self._repository.submitted_before, self._config.network, before):
+            self._add(DiscrepancyKind.NOT_MINED, f"settlement {row.id}: transaction {row.tx_hash} (nonce "
+                      f"{row.tx_nonce} of {row.signer}) was sent more than {stale:.0f} s ago and is not mined",
+                      row=row, tx_hash=row.tx_hash)
+        allocated = await asyncio.to_thread(self._repository.allocated_nonces, self._config.network)
+        for address, next_nonce in sorted(allocated.items()):
+            _mined, pending = await nonce_counts(self._rpc, address)
+            if pending < next_nonce:
+                self._add(DiscrepancyKind.NONCE_GAP, f"hot wallet {address}: the ledger handed out nonces up to "
+                          f"{next_nonce - 1}, the node holds transactions up to {pending - 1}: nothing later can be "
+                          "mined until the gap is filled (the service's maintenance pass does it)",
+                          expected=str(next_nonce), actual=str(pending))
 
     # -- comparing -----------------------------------------------------------------------------------
 

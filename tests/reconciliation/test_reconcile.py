@@ -13,9 +13,11 @@ import os
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import typer
+from eth_account import Account
 from fastapi.testclient import TestClient
 from sqlalchemy import delete, select, update
 from sqlmodel import Session
@@ -36,7 +38,7 @@ from app.main import create_app
 from app.reconciliation.cli import reconcile_command
 from app.reconciliation.routes import router as reconcile_router
 from app.settlement.models import JournalLine, Settlement, SettlementState
-from app.settlement.repository import SettlementRepository
+from app.settlement.repository import SettlementRepository, SignerNonceRepository
 from tests.support.eip3009 import sign_transfer_authorization
 from tests.support.payments import BASE_SEPOLIA, USDC, paid_body, sign_exact
 from tests.support.tamper import drop_journal_guard, tamper
@@ -407,3 +409,35 @@ def test_the_cli_prints_each_discrepancy_in_text(client, settled, settings, anvi
     assert "2 discrepancies (amount_mismatch: 1, journal_mismatch: 1)" in result.output
     assert f"settlement {victim.id}" in result.output and victim.tx_hash.lower() in result.output
     assert "0.012346 USDC (12346 atomic units)" in result.output
+
+
+def test_a_wallet_that_cannot_settle_is_a_discrepancy_not_a_clean_report(
+    client, finance, settled, dev_deployment, w3
+):
+    """Nothing settles behind nonces the node holds no transaction for, nor behind a transaction that never
+    gets mined: reconcile reports both (and exits 1 on the command line) instead of 'clean'."""
+    engine = client.app.state.service.engine
+    wallet = dev_deployment.wallets.facilitator.address
+    pending = w3.eth.get_transaction_count(wallet, "pending")
+    SignerNonceRepository(engine).raise_floor(BASE_SEPOLIA, wallet, pending + 3)  # three handed out, none sent
+    lost = SettlementRepository(engine).create(_row_submitted_long_ago(wallet, pending + 3))
+    with Session(engine) as session:
+        session.exec(update(Settlement).where(Settlement.id == lost.id)
+                     .values(submitted_at=datetime.now(UTC) - timedelta(minutes=10)))
+        session.commit()
+
+    report = _reconcile(client, finance, settled)
+    assert sorted(set(_kinds(report))) == ["nonce_gap", "not_mined"], report
+    gap = next(item for item in report["discrepancies"] if item["kind"] == "nonce_gap")
+    assert (gap["expected"], gap["actual"]) == (str(pending + 3), str(pending)) and wallet in gap["message"]
+    assert next(item for item in report["discrepancies"] if item["kind"] == "not_mined")["settlementId"] == lost.id
+
+
+def _row_submitted_long_ago(wallet: str, nonce: int) -> Settlement:
+    payment = sign_exact(Account.create(), to=USDC, value=1_000)
+    auth = payment.authorization
+    return Settlement(
+        network=BASE_SEPOLIA, asset=USDC, payer=auth["from"], payee=auth["to"], nonce=auth["nonce"], value=1_000,
+        valid_after=0, valid_before=int(auth["validBefore"]), signature=payment.signature, x402_version=2,
+        state="submitted", signer=wallet, tx_nonce=nonce, tx_hash="0x" + "77" * 32, raw_transaction="0x02",
+    )
