@@ -22,8 +22,9 @@ from app.db.engine import make_engine
 from app.db.schema import create_schema
 from app.facilitator.service import Facilitator
 from app.gateway.facilitators import LocalFacilitator
+from app.gateway.payment_ids import PaymentIds
 from app.gateway.paywall import PaymentGate
-from app.gateway.repository import ClaimRepository
+from app.gateway.repository import ClaimRepository, PaymentResponseRepository
 from app.registry.attribution import AttributionResolver
 from app.registry.repository import RegistryRepository
 from app.registry.service import RegistryService
@@ -79,6 +80,7 @@ class Service:
             claims=ClaimRepository(self.engine),
             facilitator=LocalFacilitator(self.facilitator),
             networks=self.networks,
+            payment_ids=PaymentIds(PaymentResponseRepository(self.engine)),
         )
 
     @classmethod

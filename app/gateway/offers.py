@@ -39,8 +39,9 @@ class Offer:
     v1: PaymentRequirementsV1 | None  # None when the network has no v1 name
     resource: ResourceInfo
 
-    def payment_required(self, error: str) -> PaymentRequired:
-        return PaymentRequired(x402_version=2, error=error, resource=self.resource, accepts=[self.v2])
+    def payment_required(self, error: str, extensions: dict[str, Any] | None = None) -> PaymentRequired:
+        return PaymentRequired(x402_version=2, error=error, resource=self.resource, accepts=[self.v2],
+                               extensions=extensions)
 
     def v1_body(self, error: str) -> dict[str, Any]:
         """The 402 body old (v1) clients read: ``{x402Version: 1, error, accepts}``."""

@@ -32,6 +32,7 @@ from app.config import NetworkConfig
 from app.gateway.facilitators import FacilitatorClient, Verification
 from app.gateway.models import PaymentClaim
 from app.gateway.offers import Offer, OfferError, PaymentMismatch, make_offer, requirements_for
+from app.gateway.payment_ids import DECLARATION, EXTENSION, KeptAnswer, PaymentIdRefused, PaymentIds, payment_id_of
 from app.gateway.repository import ClaimRepository
 from app.protocol import (
     FacilitatorRequest,
@@ -68,6 +69,7 @@ class AdmittedPayment:
     request_id: str
     verification: Verification = field(repr=False)
     receipt: SettleResponse | None = None
+    kept: KeptAnswer | None = field(default=None, repr=False)  # kept for its payment identifier, if it has one
 
     @property
     def receipt_header(self) -> str:
@@ -95,9 +97,11 @@ class PaymentGate:
         claims: ClaimRepository,
         facilitator: FacilitatorClient,
         networks: dict[str, NetworkConfig],
+        payment_ids: PaymentIds | None = None,
     ) -> None:
         self._registry = registry
         self._claims = claims
+        self._payment_ids = payment_ids
         self._facilitator = facilitator
         self._networks = networks
 
@@ -118,6 +122,29 @@ class PaymentGate:
         if not header:
             raise _payment_required(offer, "Payment required")
         request = _parse_payment(header, offer)
+        request_id = uuid.uuid4().hex
+        kept = await self._begin_answer(request, capability.id, request_id)  # before verifying anything
+        try:
+            return await self._admit(capability, offer, request, request_id, kept)
+        except GatewayRefusal:
+            if kept is not None:
+                await self._payment_ids.forget(kept)  # type: ignore[union-attr]
+            raise
+
+    async def _begin_answer(self, request: FacilitatorRequest, capability_id: str, request_id: str
+                            ) -> KeptAnswer | None:
+        if self._payment_ids is None:
+            return None
+        try:
+            payment_id = payment_id_of(request)
+        except ValueError as error:
+            raise GatewayRefusal(400, {"error": Reason.invalid_payload, "message": str(error)}) from None
+        if payment_id is None:
+            return None
+        return await self._payment_ids.begin(payment_id, request, capability_id, request_id)
+
+    async def _admit(self, capability: Capability, offer: Offer, request: FacilitatorRequest, request_id: str,
+                     kept: KeptAnswer | None) -> AdmittedPayment:
         try:
             requirements_for(request.payload, offer)
         except PaymentMismatch as mismatch:
@@ -131,7 +158,6 @@ class PaymentGate:
         except ProtocolError as error:
             raise _payment_required(offer, f"{error.reason}: {error.message}") from None
         payer = to_checksum(authorization.payer)  # the claim key must not depend on how the header spells it
-        request_id = uuid.uuid4().hex
         claimed = await run_in_threadpool(self._claims.claim, PaymentClaim(
             network=offer.v2.network, asset=offer.v2.asset, payer=payer, nonce="0x" + authorization.nonce.hex(),
             capability_id=capability.id, request_id=request_id,
@@ -141,14 +167,23 @@ class PaymentGate:
                                            "already used for an earlier request; sign a new one")
         agent = await run_in_threadpool(self._registry.agent_by_wallet, payer)
         return AdmittedPayment(capability=capability, payer=payer, agent_id=agent.agent_id if agent else UNREGISTERED,
-                               version=request.x402_version, request_id=request_id, verification=verification)
+                               version=request.x402_version, request_id=request_id, verification=verification,
+                               kept=kept)
 
     async def settle(self, payment: AdmittedPayment) -> SettleResponse:
         payment.receipt = await self._facilitator.settle(payment.verification)
         return payment.receipt
 
     async def release(self, payment: AdmittedPayment) -> None:
+        """Nothing was served: the authorization (and its payment identifier) may be used again."""
         await run_in_threadpool(self._claims.release, payment.request_id)
+        if payment.kept is not None and self._payment_ids is not None:
+            await self._payment_ids.forget(payment.kept)
+
+    async def keep(self, payment: AdmittedPayment) -> None:
+        """The answer is sent whole: keep it for a resend of the same payment."""
+        if payment.kept is not None and self._payment_ids is not None:
+            await self._payment_ids.keep(payment.kept)
 
 
 async def admit_into_scope(gate: PaymentGate, scope: Scope, capability_id: str) -> AdmittedPayment:
@@ -163,10 +198,9 @@ async def admit_into_scope(gate: PaymentGate, scope: Scope, capability_id: str) 
 
 
 def _payment_required(offer: Offer, error: str) -> GatewayRefusal:
-    return GatewayRefusal(
-        402, offer.v1_body(error),
-        {PAYMENT_REQUIRED: encode_header(offer.payment_required(error)), "Cache-Control": "no-store"},
-    )
+    offered = offer.payment_required(error, extensions={EXTENSION: DECLARATION})
+    return GatewayRefusal(402, offer.v1_body(error),
+                          {PAYMENT_REQUIRED: encode_header(offered), "Cache-Control": "no-store"})
 
 
 def _parse_payment(header: str, offer: Offer) -> FacilitatorRequest:
@@ -183,11 +217,16 @@ def _parse_payment(header: str, offer: Offer) -> FacilitatorRequest:
 
 
 async def _send_json(send: Send, status: int, body: dict[str, Any], headers: dict[str, str]) -> None:
-    raw = json.dumps(body).encode()
+    start, whole = _json_answer(status, body, headers)
+    await send(start)
+    await send(whole)
+
+
+def _json_answer(status: int, body: dict[str, Any], headers: dict[str, str]) -> tuple[Message, Message]:
     all_headers = {"Content-Type": "application/json", "Access-Control-Expose-Headers": EXPOSED_HEADERS, **headers}
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(k.lower().encode(), v.encode()) for k, v in all_headers.items()]})
-    await send({"type": "http.response.body", "body": raw})
+    return ({"type": "http.response.start", "status": status,
+             "headers": [(k.lower().encode(), v.encode()) for k, v in all_headers.items()]},
+            {"type": "http.response.body", "body": json.dumps(body).encode()})
 
 
 GateResolver = Callable[[Scope], PaymentGate]
@@ -212,7 +251,7 @@ class PaymentMiddleware:
         if capability_id is not None:
             try:
                 await admit_into_scope(self._gate(scope), scope, capability_id)
-            except GatewayRefusal as refusal:
+            except (GatewayRefusal, PaymentIdRefused) as refusal:
                 await refusal.send(send)
                 return
         await self._app(scope, receive, _SettlingSend(scope, send, self._gate))
@@ -240,12 +279,15 @@ class _SettlingSend:
         payment: AdmittedPayment | None = self._scope.get(SCOPE_KEY)
         if payment is None or message["type"] != "http.response.start":
             await self._send(message)
+            if payment is not None and message["type"] == "http.response.body" and payment.kept is not None:
+                await self._keep_body(payment, message)
             return
         gate = self._gate(self._scope)
         headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"cache-control"]
         headers.append((b"access-control-expose-headers", EXPOSED_HEADERS.encode()))
         if message["status"] >= 400:
             await gate.release(payment)
+            payment.kept = None  # forgotten with the claim: nothing to keep
             await self._send({**message, "headers": headers})
             return
         receipt = await gate.settle(payment)
@@ -254,12 +296,25 @@ class _SettlingSend:
         receipt_header = (payment.receipt_header.lower().encode(), encode_header(receipt).encode())
         if not receipt.success and not _pending(receipt):
             self._replaced = True
-            await _send_json(self._send, 402, {"x402Version": payment.version, "error": receipt.error_reason,
-                                               "message": receipt.error_message or "settlement failed"},
-                             {payment.receipt_header: encode_header(receipt), "Cache-Control": "no-store"})
+            answer = _json_answer(402, {"x402Version": payment.version, "error": receipt.error_reason,
+                                        "message": receipt.error_message or "settlement failed"},
+                                  {payment.receipt_header: encode_header(receipt), "Cache-Control": "no-store"})
+            await self._send(answer[0])
+            await self._send(answer[1])
+            if payment.kept is not None:
+                payment.kept.start(402, answer[0]["headers"])
+                await self._keep_body(payment, answer[1])
             return
         headers += [receipt_header, (b"cache-control", b"private")]
+        if payment.kept is not None:
+            payment.kept.start(message["status"], headers)
         await self._send({**message, "headers": headers})
+
+    async def _keep_body(self, payment: AdmittedPayment, message: Message) -> None:
+        assert payment.kept is not None
+        payment.kept.add_body(message.get("body", b""))
+        if not message.get("more_body", False):
+            await self._gate(self._scope).keep(payment)
 
 
 def _pending(receipt: SettleResponse) -> bool:
@@ -299,10 +354,21 @@ def refusal_response_handler() -> Callable[[Request, Exception], Awaitable[Any]]
 
 
 
+async def kept_answer_handler(_request: Request, error: Exception) -> Any:
+    """Exception handler rendering the answer due to a payment identifier (from the dependency or the proxy)."""
+    from starlette.responses import Response
+
+    assert isinstance(error, PaymentIdRefused)
+    response = Response(error.body, status_code=error.status)
+    response.raw_headers = [*error.headers, (b"content-length", str(len(error.body)).encode())]
+    return response
+
+
 def install_paywall(app: Any, gate: PaymentGate | GateResolver, routes: dict[Route, str] | None = None) -> None:
     """Make a FastAPI/Starlette app charge for capabilities: ``require_payment`` on routes, and/or
     ``routes`` gated wholesale. ``gate`` is a PaymentGate or a function of the ASGI scope giving one."""
     resolver: GateResolver = gate if callable(gate) and not isinstance(gate, PaymentGate) else (lambda _scope: gate)
     app.add_middleware(PaymentMiddleware, gate=resolver, routes=routes)
     app.add_exception_handler(GatewayRefusal, refusal_response_handler())
+    app.add_exception_handler(PaymentIdRefused, kept_answer_handler)
     app.state.x402_gate = resolver  # how require_payment finds the gate

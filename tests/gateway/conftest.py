@@ -55,7 +55,7 @@ def offered(response) -> dict[str, Any]:
 
 
 def pay_v2(account: LocalAccount, requirement: dict[str, Any], *, value: int | None = None,
-           to: str | None = None, nonce: bytes | None = None) -> str:
+           to: str | None = None, nonce: bytes | None = None, payment_id: str | None = None) -> str:
     """A PAYMENT-SIGNATURE header for ``requirement``, signed with eth-account as a client would."""
     valid_before = int(time.time()) + requirement["maxTimeoutSeconds"]
     nonce = nonce or os.urandom(32)
@@ -72,4 +72,6 @@ def pay_v2(account: LocalAccount, requirement: dict[str, Any], *, value: int | N
         "accepted": requirement,
         "resource": {"url": "http://testserver/examples/forecast"},
     }
+    if payment_id is not None:  # the payment-identifier extension, as a client sends it
+        payload["extensions"] = {"payment-identifier": {"info": {"required": False, "id": payment_id}}}
     return encode_header(payload)
